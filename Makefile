@@ -1,0 +1,31 @@
+# FaceForge: `make demo` sets everything up and runs the demo; `make test` sets up and runs the tests.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.faceforge-installed
+DEMO_OUT ?= out/demo-data
+
+.PHONY: setup demo test lint addon clean
+
+setup: $(STAMP)
+
+# One virtual environment for the backend, the tests and the `bpy` module (pins: pyproject.toml).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/faceforge data build --small --out $(DEMO_OUT)
+	$(BIN)/faceforge data info $(DEMO_OUT)
+
+test: setup
+	$(BIN)/ruff check backend blender_addon tests build_addon.py
+	$(BIN)/python -m pytest
+
+addon: setup
+	$(BIN)/python build_addon.py
+
+clean:
+	rm -rf $(VENV) out build dist *.egg-info backend/*.egg-info

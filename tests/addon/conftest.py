@@ -1,0 +1,80 @@
+"""Fixtures for the add-on tests, which run the real Blender (the PyPI ``bpy`` module) in-process.
+
+The add-on folder ``blender_addon/`` is loaded as the package ``faceforge_addon``: a name different from
+the folder, as when Blender installs it as ``bl_ext.<repository>.faceforge``, so any code that hard-codes
+its package name instead of using ``__package__`` fails here.
+
+``bpy`` and ``torch`` can share one process in either import order (checked with bpy 5.0.1 and torch
+2.13 CPU; ``test_register.py`` keeps checking it), so these tests run in the same pytest process as the
+backend tests. ``bpy`` is imported here, at collection time, so that Blender's libraries load before any
+test runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="the add-on tests need the bpy module (pip install bpy==5.0.1)")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ADDON_DIR = REPO_ROOT / "blender_addon"
+ADDON_PACKAGE = "faceforge_addon"
+_HERE = Path(__file__).resolve().parent
+
+
+def load_addon(package: str = ADDON_PACKAGE, addon_dir: Path = ADDON_DIR):
+    """Import ``addon_dir`` as the package ``package`` (once per process) and return it."""
+    if package in sys.modules:
+        return sys.modules[package]
+    spec = importlib.util.spec_from_file_location(
+        package, addon_dir / "__init__.py", submodule_search_locations=[str(addon_dir)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[package]
+        raise
+    return module
+
+
+def addon_is_registered(addon) -> bool:
+    """True when any class of the add-on is registered with Blender."""
+    return any(cls.is_registered for cls in addon.classes)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test in this folder ``blender``, so ``-m "not blender"`` deselects them all."""
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.blender)
+
+
+@pytest.fixture(scope="session")
+def addon():
+    """The add-on package, imported as ``faceforge_addon`` but not registered."""
+    return load_addon()
+
+
+@pytest.fixture(autouse=True)
+def factory_startup():
+    """Start every test from an empty factory-settings file, so no scene state leaks between tests."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield
+
+
+@pytest.fixture
+def registered_addon(addon):
+    """The add-on, registered for the duration of one test and unregistered afterwards."""
+    addon.register()
+    try:
+        yield addon
+    finally:
+        if addon_is_registered(addon):
+            addon.unregister()
