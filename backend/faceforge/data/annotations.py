@@ -181,24 +181,36 @@ def derive_annotations(head: AnnyHead) -> dict:
         nose |= _support(head, target)
     nose &= skin
     ear_left = np.zeros(n, dtype=bool)
-    ear_right = np.zeros(n, dtype=bool)
     for target in ("ear-wing-incr", "ear-shape-round", "ear-flap-incr", "ear-lobe-incr"):
         ear_left |= _support(head, f"l-{target}")
-        ear_right |= _support(head, f"r-{target}")
     ear_left &= skin
-    ear_right &= skin
+    ear_right = _mirrored(ear_left, mirror)
     brow_motion = sum(
         np.linalg.norm(head.action_offsets[head.action_names.index(a)], axis=1)
         for a in ("browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight", "browInnerUp")
     )
     brow_left = (brow_motion > 0.5 * brow_motion.max()) & (x > 0) & skin
-    brow_right = (brow_motion > 0.5 * brow_motion.max()) & (x < 0) & skin
-    blink = np.linalg.norm(head.action_offsets[[head.action_names.index(a) for a in (
-        "eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight",
-    )]], axis=2).max(axis=0)
+    brow_right = _mirrored(brow_left, mirror)
+    blink = np.linalg.norm(
+        head.action_offsets[
+            [
+                head.action_names.index(a)
+                for a in (
+                    "eyeBlinkLeft",
+                    "eyeBlinkRight",
+                    "eyeSquintLeft",
+                    "eyeSquintRight",
+                    "eyeWideLeft",
+                    "eyeWideRight",
+                )
+            ]
+        ],
+        axis=2,
+    ).max(axis=0)
     lids = blink > 0.1 * blink.max()
+    # Left-side regions from the data; right-side ones are their mirror images (symmetric by design).
     eye_left = (vertices_of("eye_cavity.L") | (lids & (x > 0))) & main
-    eye_right = (vertices_of("eye_cavity.R") | (lids & (x < 0))) & main
+    eye_right = _mirrored(eye_left, mirror)
     jaw = (_jaw_weights(head) > 0.5) & main
     held = held_vertices(head, main)
     eye_height = float(z[eye_left | eye_right].mean())
@@ -219,7 +231,9 @@ def derive_annotations(head: AnnyHead) -> dict:
         loop = np.array(_ordered_loop(np.flatnonzero(cavity), adjacency))
         inner, outer = loop[np.argmin(np.abs(x[loop]))], loop[np.argmax(np.abs(x[loop]))]
         xi, xo = x[inner], x[outer]
-        zline = np.interp(x[loop], sorted([xi, xo]), [z[inner], z[outer]] if xi < xo else [z[outer], z[inner]])
+        zline = np.interp(
+            x[loop], sorted([xi, xo]), [z[inner], z[outer]] if xi < xo else [z[outer], z[inner]]
+        )
         upper, lower = loop[z[loop] > zline], loop[z[loop] < zline]
         pts = [int(inner)]
         for f in (1 / 3, 2 / 3):
@@ -245,7 +259,8 @@ def derive_annotations(head: AnnyHead) -> dict:
         return _nearest(arc, np.abs(x[arc] - xt))
 
     lip_any = np.flatnonzero(upper_lip | lower_lip)
-    outer_corner_l = _nearest(lip_any, -x[lip_any] + 10 * np.abs(z[lip_any] - mouth_z))
+    at_mouth_height = lip_any[np.abs(z[lip_any] - mouth_z) < 0.0025]
+    outer_corner_l = int(at_mouth_height[np.argmax(x[at_mouth_height])])
 
     def border(region: np.ndarray, xt: float, top: bool) -> int:
         """The top (or bottom) vertex of the mesh column of ``region`` nearest to ``x = xt``."""
@@ -327,13 +342,20 @@ def derive_annotations(head: AnnyHead) -> dict:
     sl = int(fold[np.argmax(y[fold])]) if len(fold) else pg
     ears = ear_left | ear_right
     ear_l = np.flatnonzero(ear_left)
-    ear_boundary = ear_l[np.asarray(adjacency[ear_l].multiply(~ear_left[None, :]).sum(axis=1)).ravel() > 0]
+    ear_l = ear_l[x[ear_l] >= np.percentile(x[ear_l], 35)]  # the auricle, not the skin in front of it
+    ear_left_auricle = np.zeros(n, dtype=bool)
+    ear_left_auricle[ear_l] = True
+    ear_boundary = ear_l[
+        np.asarray(adjacency[ear_l].multiply(~ear_left_auricle[None, :]).sum(axis=1)).ravel() > 0
+    ]
     ear_z0, ear_z1 = z[ear_l].min(), z[ear_l].max()
     oi_l = int(ear_boundary[np.argmin(z[ear_boundary] + 0.2 * y[ear_boundary])])
-    tragus_band = ear_l[(z[ear_l] > ear_z0 + 0.45 * (ear_z1 - ear_z0)) & (z[ear_l] < ear_z0 + 0.7 * (ear_z1 - ear_z0))]
+    tragus_band = ear_l[
+        (z[ear_l] > ear_z0 + 0.45 * (ear_z1 - ear_z0)) & (z[ear_l] < ear_z0 + 0.7 * (ear_z1 - ear_z0))
+    ]
     t_l = int(tragus_band[np.argmin(y[tragus_band])])
     jaw_motion = np.linalg.norm(head.action_offsets[head.action_names.index("jawOpen")], axis=1)
-    lower_face = (jaw_motion > 0.3 * jaw_motion.max()) & main & skin & ~vertices_of("mouth_cavity")
+    lower_face = (jaw_motion > 0.5 * jaw_motion.max()) & main & skin & ~vertices_of("mouth_cavity")
     jaw_line = _jaw_line(t, lower_face, main & skin & ~ears, t_l, float(z[corner_l]), mirror, adjacency)
 
     ibug = jaw_line + brows + bridge + nose_base + eye_r + eye_l + lip_outer + lip_inner
@@ -375,13 +397,17 @@ def derive_annotations(head: AnnyHead) -> dict:
     }
 
 
+def _mirrored(mask: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(mask)
+    out[mirror[mask]] = True
+    return out
+
+
 def _outer_profile(t: np.ndarray, midline: np.ndarray, window: float = 0.0025) -> np.ndarray:
     """Midline vertices on the face's front profile: within ``window`` metres of height, none
     lies more than 2.5 mm in front of them (drops nostril and mouth interiors and the back)."""
     y, z = t[midline, 1], t[midline, 2]
-    keep = [
-        i for i in range(len(midline)) if y[i] <= y[np.abs(z - z[i]) < window].min() + 0.0025
-    ]
+    keep = [i for i in range(len(midline)) if y[i] <= y[np.abs(z - z[i]) < window].min() + 0.0025]
     return midline[keep]
 
 

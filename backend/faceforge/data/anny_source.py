@@ -11,9 +11,11 @@ Coordinates are anny's: metres, +Z up, the face looks along -Y, +X is the subjec
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,8 +77,19 @@ def load_anny_model():  # noqa: ANN201 - anny.Anny
     The first construction on a machine parses anny's assets (~100 s) and caches the result in
     ``~/.cache/anny`` (``ANNY_CACHE_DIR``); later constructions take about a second.
     """
-    anny = _import_anny()
-    return anny.Anny(local_changes="default", facial_actions="all")
+    # anny initialises NVIDIA Warp, which prints a banner to stdout; stdout belongs to the
+    # command's output (JSON, the backend protocol), so send it to stderr.
+    try:
+        import warp
+
+        warp.config.quiet = True  # no banner and no kernel-load messages on stdout
+        if hasattr(warp, "LOG_WARNING"):
+            warp.config.log_level = warp.LOG_WARNING
+    except ImportError:  # pragma: no cover - warp comes with anny
+        pass
+    with contextlib.redirect_stdout(sys.stderr):
+        anny = _import_anny()
+        return anny.Anny(local_changes="default", facial_actions="all")
 
 
 def compute_head_vertex_indices(model) -> np.ndarray:  # noqa: ANN001 - anny.Anny
@@ -252,9 +265,7 @@ def age_years_to_anny(age_years: np.ndarray) -> np.ndarray:
 
 
 def _face_local_change_labels(model) -> list[str]:  # noqa: ANN001
-    return [
-        label for label in model.local_change_labels if label.startswith(FACE_LOCAL_CHANGE_PREFIXES)
-    ]
+    return [label for label in model.local_change_labels if label.startswith(FACE_LOCAL_CHANGE_PREFIXES)]
 
 
 def sample_identities(

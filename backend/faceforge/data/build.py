@@ -75,7 +75,9 @@ class BuildConfig:
         if self.clips_per_label < 0:
             raise FaceForgeError("clips_per_label must be >= 0")
         if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
-            raise FaceForgeError(f"split fractions must be 3 non-negative numbers summing to 1, got {self.split}")
+            raise FaceForgeError(
+                f"split fractions must be 3 non-negative numbers summing to 1, got {self.split}"
+            )
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -185,7 +187,12 @@ def _replace_directory(new: Path, target: Path) -> None:
 def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback | None) -> dict:
     from faceforge.data.annotations import load_annotations
     from faceforge.data.anny_source import anny_head, sample_identities
-    from faceforge.data.expressions import ARKIT_NAMES, coma_label_weights, default_expressions, weights_matrix
+    from faceforge.data.expressions import (
+        ARKIT_NAMES,
+        coma_label_weights,
+        default_expressions,
+        weights_matrix,
+    )
     from faceforge.data.geometry import apply_rigid, rigid_align
     from faceforge.data.sequences import sample_clip_weights
     from faceforge.data.transfer import CarriedPart, DeformationTransfer, deformation_gradients
@@ -345,7 +352,9 @@ def load_built_dataset(directory: str | os.PathLike, verify: bool = False) -> Fa
     sizes = manifest["sizes"]
     expected = (sizes["n_identities"], sizes["n_expressions"], sizes["n_vertices"], 3)
     if vertices.shape != expected:
-        raise DataError(f"{directory / 'vertices.npy'} has shape {vertices.shape}, the manifest says {expected}")
+        raise DataError(
+            f"{directory / 'vertices.npy'} has shape {vertices.shape}, the manifest says {expected}"
+        )
     clips = BlendshapeClips(
         vertices, np.asarray(metadata["arkit_basis"]), weights, offsets, identities, metadata["clip_labels"]
     )

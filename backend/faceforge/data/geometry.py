@@ -75,7 +75,7 @@ def gradient_operator(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     g1, g2 = pinv[:, 0], pinv[:, 1]
     g0 = -(g1 + g2)
     n_faces = len(faces)
-    rows = (3 * np.arange(n_faces)[:, None] + np.arange(3)[None, :])  # (F, 3)
+    rows = 3 * np.arange(n_faces)[:, None] + np.arange(3)[None, :]  # (F, 3)
     data, ii, jj = [], [], []
     for corner, grad in ((0, g0), (1, g1), (2, g2)):
         data.append(grad.ravel())

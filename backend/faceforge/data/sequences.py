@@ -70,10 +70,10 @@ def sample_clip_weights(
     scale = rng.uniform(*timing.intensity)
     overshoot = rng.uniform(0.0, timing.max_overshoot) if rng.random() < timing.overshoot_probability else 0.0
     weights = np.zeros((n_frames, len(apex)))
+    apex_time = rng.uniform(0.5, 0.95)  # when the apex is reached; the rest of the clip holds it
     for k in active:
         start = onset + delays[k]
-        # Rise over the part of the clip after the start; the last ~15% holds the apex.
-        rise_end = max(start + 0.2, 0.85)
+        rise_end = max(start + 0.15, apex_time)
         s = (u - start) / (rise_end - start)
         curve = _ease(s, steepness)
         if overshoot > 0:

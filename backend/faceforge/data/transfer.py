@@ -137,13 +137,16 @@ class DeformationTransfer:
         self.constrained = np.flatnonzero(constrained)
         self.free = np.flatnonzero(~constrained)
         grad = gradient_operator(self.rest, self.faces)
-        area = np.linalg.norm(
-            np.cross(
-                self.rest[self.faces[:, 1]] - self.rest[self.faces[:, 0]],
-                self.rest[self.faces[:, 2]] - self.rest[self.faces[:, 0]],
-            ),
-            axis=1,
-        ) * 0.5
+        area = (
+            np.linalg.norm(
+                np.cross(
+                    self.rest[self.faces[:, 1]] - self.rest[self.faces[:, 0]],
+                    self.rest[self.faces[:, 2]] - self.rest[self.faces[:, 0]],
+                ),
+                axis=1,
+            )
+            * 0.5
+        )
         weight = sp.diags(np.repeat(area, 3))
         self._grad_t_w = (grad.T @ weight).tocsr()  # (V, 3F)
         stiffness = (self._grad_t_w @ grad).tocsc()

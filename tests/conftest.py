@@ -1,0 +1,32 @@
+"""Shared fixtures: one anny model and one small dataset build per test session.
+
+anny's first construction on a machine parses its assets (~100 s) and caches them in
+``~/.cache/anny`` (``ANNY_CACHE_DIR``); the fixtures below make every test share one model.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def anny_head():
+    from faceforge.data.anny_source import anny_head as build
+
+    return build()
+
+
+@pytest.fixture(scope="session")
+def small_dataset_dir(tmp_path_factory, anny_head):
+    from faceforge.data.build import BuildConfig, build_dataset
+
+    out = tmp_path_factory.mktemp("data") / "small"
+    build_dataset(out, BuildConfig.small())
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dataset(small_dataset_dir):
+    from faceforge.data.build import load_built_dataset
+
+    return load_built_dataset(small_dataset_dir)
