@@ -18,7 +18,7 @@ pytestmark = pytest.mark.anny
 def test_small_build_writes_a_complete_manifest(small_dataset_dir):
     manifest = read_manifest(small_dataset_dir)
     sizes = manifest["sizes"]
-    assert manifest["format_version"] == 1 and manifest["seed"] == 0
+    assert manifest["format_version"] == 2 and manifest["seed"] == 0
     assert sizes["n_identities"] == 12 and sizes["n_infants"] == 6
     assert sizes["n_expressions"] == 1 + 52 + 29
     assert sizes["n_clips"] == 12 * 12

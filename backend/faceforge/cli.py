@@ -1,4 +1,4 @@
-"""The ``faceforge`` command line: ``faceforge data build|info|stats|annotate|render``."""
+"""The ``faceforge`` command line: ``data build|info|stats|annotate|render``, ``serve``, ``bench serve``."""
 
 from __future__ import annotations
 
@@ -130,6 +130,21 @@ def _cmd_data_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from faceforge.server import serve
+
+    max_bytes = None if args.max_array_mb is None else int(args.max_array_mb * 2**20)
+    return serve(max_array_bytes=max_bytes, session_parent=args.session_parent, log_level=args.log_level)
+
+
+def _cmd_bench_serve(args: argparse.Namespace) -> int:
+    from faceforge.server.bench import bench_serve, format_bench
+
+    payload = bench_serve(pings=args.pings, transfers=args.transfers, n_vertices=args.vertices)
+    _print(payload, args.json, format_bench(payload))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceforge", description="FaceForge compute backend")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +186,22 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--small", action="store_true")
     render.add_argument("--out", default="landmarks.png")
     render.set_defaults(func=_cmd_data_render)
+
+    serve = commands.add_parser("serve", help="run the backend service on stdin/stdout (for the add-on)")
+    serve.add_argument("--max-array-mb", type=float, help="size limit of one request's or result's arrays")
+    serve.add_argument("--session-parent", help="where to create the session directory (default: temp)")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(func=_cmd_serve)
+
+    bench = commands.add_parser("bench", help="measure FaceForge's speed").add_subparsers(
+        dest="bench_command", required=True
+    )
+    bench_serve = bench.add_parser("serve", help="round trips to `faceforge serve` through the add-on client")
+    bench_serve.add_argument("--pings", type=int, default=200, help="timed ping round trips")
+    bench_serve.add_argument("--transfers", type=int, default=30, help="timed array round trips")
+    bench_serve.add_argument("--vertices", type=int, default=50_000, help="vertices per array round trip")
+    bench_serve.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    bench_serve.set_defaults(func=_cmd_bench_serve)
     return parser
 
 

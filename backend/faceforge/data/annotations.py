@@ -394,6 +394,7 @@ def derive_annotations(head: AnnyHead) -> dict:
         "landmarks": {"ibug68": [int(i) for i in ibug], "babyfm23": [int(i) for i in babyfm]},
         "landmark_names": {"ibug68": IBUG68_NAMES, "babyfm23": BABYFM23_NAMES},
         "tongue_roots": [int(i) for i in _tongue_roots(t, tongue)],
+        "mirror": [int(i) for i in mirror],
     }
 
 

@@ -36,7 +36,7 @@ from faceforge.progress import ProgressCallback, report
 
 __all__ = ["FORMAT_VERSION", "BuildConfig", "build_dataset", "load_built_dataset", "read_manifest"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _ARRAYS = ("faces.npy", "vertices.npy", "clip_weights.npy", "clip_offsets.npy", "clip_identities.npy")
 
 
@@ -83,8 +83,17 @@ class BuildConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def key(self) -> str:
-        """Hash of the settings and the data-affecting code version (the cache key)."""
-        payload = json.dumps({"format": FORMAT_VERSION, **self.to_json()}, sort_keys=True)
+        """Hash of the settings, the format and the shipped data definitions (the cache key)."""
+        from importlib import resources
+
+        files = resources.files("faceforge.data") / "resources"
+        definitions = hashlib.sha256()
+        for name in sorted(f.name for f in files.iterdir() if f.is_file()):
+            definitions.update((files / name).read_bytes())
+        payload = json.dumps(
+            {"format": FORMAT_VERSION, "definitions": definitions.hexdigest(), **self.to_json()},
+            sort_keys=True,
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -280,6 +289,7 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
         "landmarks": annotations["landmarks"],
         "landmark_names": annotations["landmark_names"],
         "splits": {k: v.tolist() for k, v in splits.items()},
+        "mirror": annotations["mirror"],
         "canonical_frame": {
             "units": "metres",
             "axes": "+X subject's left, +Y back, +Z up (the face looks along -Y), as in anny and Blender",
@@ -368,6 +378,7 @@ def load_built_dataset(directory: str | os.PathLike, verify: bool = False) -> Fa
         landmarks={k: np.asarray(v, dtype=np.int64) for k, v in metadata["landmarks"].items()},
         landmark_names={k: list(v) for k, v in metadata["landmark_names"].items()},
         splits={k: np.asarray(v, dtype=np.int64) for k, v in metadata["splits"].items()},
+        mirror=np.asarray(metadata["mirror"], dtype=np.int64) if "mirror" in metadata else None,
         identity_info=metadata["identities"],
         expression_info=metadata["expressions"],
         source=str(directory),

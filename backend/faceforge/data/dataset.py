@@ -132,6 +132,7 @@ class FaceDataset:
         landmarks: landmark set name (``"ibug68"``, ``"babyfm23"``) -> ``(K,)`` vertex indices.
         landmark_names: landmark set name -> ``K`` names.
         splits: split name (``"train"``, ``"val"``, ``"test"``) -> identity indices.
+        mirror: ``(V,)`` index of each vertex's left/right mirror vertex, or ``None`` if unknown.
         identity_info: per-identity metadata (age in years, phenotype parameters, ...).
         expression_info: per-expression metadata (e.g. ARKit weights of a composite).
         source: where the data came from (``"anny"``, ``"facewarehouse"``, a folder path...).
@@ -146,6 +147,7 @@ class FaceDataset:
     landmarks: dict[str, np.ndarray] = field(default_factory=dict)
     landmark_names: dict[str, list[str]] = field(default_factory=dict)
     splits: dict[str, np.ndarray] = field(default_factory=dict)
+    mirror: np.ndarray | None = None
     identity_info: list[dict] = field(default_factory=list)
     expression_info: list[dict] = field(default_factory=list)
     source: str = ""
