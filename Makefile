@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.faceforge-installed
 DEMO_OUT ?= out/demo-data
+DEMO_MODEL ?= out/demo-model.pt
 
 .PHONY: setup demo test lint addon clean
 
@@ -19,6 +20,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/faceforge data build --small --out $(DEMO_OUT)
 	$(BIN)/faceforge data info $(DEMO_OUT)
+	$(BIN)/faceforge model build --small --data $(DEMO_OUT) --out $(DEMO_MODEL)
+	$(BIN)/faceforge model sample --model $(DEMO_MODEL) --n 4 --radius 0.9 --out out/demo-faces
+	$(BIN)/faceforge model fit out/demo-faces/face_000.obj --model $(DEMO_MODEL)
 
 test: setup
 	$(BIN)/ruff check backend blender_addon tests build_addon.py

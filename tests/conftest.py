@@ -30,3 +30,20 @@ def small_dataset(small_dataset_dir):
     from faceforge.data.build import load_built_dataset
 
     return load_built_dataset(small_dataset_dir)
+
+
+@pytest.fixture(scope="session")
+def small_model_path(tmp_path_factory, small_dataset):
+    """A BabyFlow model of the small dataset with short flow training (~30 s), saved once."""
+    from faceforge.model import FlowTrainingConfig, ModelBuildConfig, build_model
+
+    config = ModelBuildConfig(flow=FlowTrainingConfig(max_epochs=30, patience=10), expression_samples=400)
+    model, _ = build_model(small_dataset, config)
+    return model.save(tmp_path_factory.mktemp("model") / "small.pt")
+
+
+@pytest.fixture(scope="session")
+def small_model(small_model_path):
+    from faceforge.model import load_model
+
+    return load_model(small_model_path)

@@ -160,15 +160,15 @@ def build_dataset(
     if out.exists():
         if not out.is_dir():
             raise FaceForgeError(f"{out} exists and is not a directory")
-        try:
-            manifest = read_manifest(out)
-        except DataError:
-            if any(out.iterdir()):
-                raise FaceForgeError(
-                    f"{out} is not empty and holds no FaceForge dataset; choose another --out"
-                ) from None
-            manifest = None
-        if manifest and manifest.get("config_key") == config.key() and not force:
+        manifest = _existing_manifest(out)
+        if manifest is None and any(out.iterdir()):
+            raise FaceForgeError(f"{out} is not empty and holds no FaceForge dataset; choose another --out")
+        if (
+            manifest
+            and manifest.get("format_version") == FORMAT_VERSION
+            and manifest.get("config_key") == config.key()
+            and not force
+        ):
             if all((out / name).is_file() for name in _ARRAYS + ("metadata.json",)):
                 return manifest
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +180,15 @@ def build_dataset(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _existing_manifest(directory: Path) -> dict | None:
+    """The manifest of a FaceForge dataset of any format version in ``directory``, else None."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "format_version" in manifest else None
 
 
 def _replace_directory(new: Path, target: Path) -> None:
