@@ -56,3 +56,15 @@ def test_model_errors_are_one_line(tmp_path):
     result = run("model", "info", str(broken))
     assert result.returncode == 1 and "not a readable FaceForge model file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_stale_cached_model_is_rebuilt_not_reused(small_model_path, small_dataset, tmp_path):
+    from faceforge.cli import _cached_model_report, _model_build_config
+
+    config = _model_build_config(small=True, population="all", seed=0, epochs=5)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"an older or damaged file")
+    assert _cached_model_report(broken, config, small_dataset, "hash") is None
+    assert _cached_model_report(tmp_path / "missing.pt", config, small_dataset, "hash") is None
+    # A readable model built with other settings, or from other data, is not reused either.
+    assert _cached_model_report(small_model_path, config, small_dataset, "hash") is None
