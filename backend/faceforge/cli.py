@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from faceforge.errors import FaceForgeError
@@ -134,7 +134,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from faceforge.server import serve
 
     max_bytes = None if args.max_array_mb is None else int(args.max_array_mb * 2**20)
-    return serve(max_array_bytes=max_bytes, session_parent=args.session_parent, log_level=args.log_level)
+    return serve(
+        max_array_bytes=max_bytes,
+        session_parent=args.session_parent,
+        log_level=args.log_level,
+        device=args.device,
+    )
 
 
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
@@ -209,14 +214,57 @@ def _cached_model_report(
     return model.metadata.get("build_report", {})
 
 
-def _cmd_model_build(args: argparse.Namespace) -> int:
-    from faceforge.data.build import load_built_dataset, read_manifest
-    from faceforge.model import build_model
-    from faceforge.progress import TerminalProgress
+def ensure_model(
+    population: str = "all",
+    small: bool = False,
+    data: str | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    force: bool = False,
+    progress: Callable[[int, int, str], bool | None] | None = None,
+) -> dict:
+    """Build a model (and the default dataset first if needed), or reuse an identical cached one.
 
-    directory = _ensure_dataset(args.data, args.small, args.quiet or args.json)
+    Args:
+        population: ``"all"`` or ``"infant"``.
+        small: the small dataset and short flow training (seconds to a minute).
+        data: a built dataset folder (default: the default or small dataset, built if missing).
+        out: the model file (default: :func:`default_model_path`).
+        seed, epochs: build settings (see ``faceforge model build``).
+        force: rebuild even if an identical model exists.
+        progress: ``progress(done, total, message)`` for both stages; returning False cancels.
+
+    Returns:
+        ``{"path", "cached", **build report}``.
+    """
+    from faceforge.data.build import BuildConfig, build_dataset, load_built_dataset, read_manifest
+    from faceforge.model import build_model
+
+    if data:
+        directory = Path(data)
+    else:
+        directory = _default_data_dir(small)
+        stage = None if progress is None else (lambda d, t, m: progress(d, t, f"dataset: {m}"))
+        build_dataset(directory, BuildConfig.small() if small else BuildConfig(), progress=stage)
     dataset = load_built_dataset(directory)
     content_hash = read_manifest(directory).get("content_hash")
+    path = Path(out) if out else default_model_path(population, small)
+    config = _model_build_config(small, population, seed, epochs)
+    cached = None if force else _cached_model_report(path, config, dataset, content_hash)
+    if cached is not None:
+        return {"path": str(path), "cached": True, **cached}
+    stage = None if progress is None else (lambda d, t, m: progress(d, t, f"model ({population}): {m}"))
+    model, report = build_model(dataset, config, progress=stage)
+    model.metadata["dataset_content_hash"] = content_hash
+    model.save(path)
+    return {"path": str(path), "cached": False, **report}
+
+
+def _cmd_model_build(args: argparse.Namespace) -> int:
+    from faceforge.progress import TerminalProgress
+
+    data = str(_ensure_dataset(args.data, args.small, args.quiet or args.json))
     populations = ["all", "infant"] if args.population == "both" else [args.population]
     results = {}
     for population in populations:
@@ -226,19 +274,13 @@ def _cmd_model_build(args: argparse.Namespace) -> int:
             path = Path(args.out) / f"babyflow-{population}.pt"
         else:
             path = default_model_path(population, args.small)
-        config = _model_build_config(args.small, population, args.seed, args.epochs)
-        cached = None if args.force else _cached_model_report(path, config, dataset, content_hash)
-        if cached is not None:
-            results[population] = {"path": str(path), "cached": True, **cached}
-            continue
         bar = TerminalProgress(f"faceforge model build ({population})", enabled=not (args.quiet or args.json))
         try:
-            model, report = build_model(dataset, config, progress=bar)
+            results[population] = ensure_model(
+                population, args.small, data, path, args.seed, args.epochs, args.force, progress=bar
+            )
         finally:
             bar.close()
-        model.metadata["dataset_content_hash"] = content_hash
-        model.save(path)
-        results[population] = {"path": str(path), "cached": False, **report}
     lines = []
     for population, r in results.items():
         lines.append(
@@ -412,6 +454,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-array-mb", type=float, help="size limit of one request's or result's arrays")
     serve.add_argument("--session-parent", help="where to create the session directory (default: temp)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda if present"
+    )
     serve.set_defaults(func=_cmd_serve)
 
     bench = commands.add_parser("bench", help="measure FaceForge's speed").add_subparsers(

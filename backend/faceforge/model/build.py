@@ -77,6 +77,38 @@ def population_split(dataset: FaceDataset, population: str, split: str) -> np.nd
     return ids[ages[ids] < 3.0]
 
 
+# Age groups of the cross-age tools: name -> [first year, end year).
+AGE_GROUPS: dict[str, tuple[float, float]] = {
+    "infant": (0.0, 3.0),
+    "child": (3.0, 12.0),
+    "teen": (12.0, 18.0),
+    "adult": (18.0, 60.0),
+    "elder": (60.0, 200.0),
+}
+
+
+def age_group_codes(codes: np.ndarray, ages: np.ndarray) -> dict[str, dict]:
+    """The mean identity code of each age group with training identities in it.
+
+    Args:
+        codes: ``(K, r_id)`` identity codes of the training identities.
+        ages: ``(K,)`` their ages in years (NaN = unknown).
+
+    Returns:
+        ``{group: {"years": [lo, hi], "count": n, "w_id": [...]}}`` (JSON-serialisable).
+    """
+    groups = {}
+    for name, (lo, hi) in AGE_GROUPS.items():
+        members = (ages >= lo) & (ages < hi)
+        if members.any():
+            groups[name] = {
+                "years": [lo, hi],
+                "count": int(members.sum()),
+                "w_id": [float(v) for v in codes[members].mean(axis=0)],
+            }
+    return groups
+
+
 def project_identities(basis: BilinearBasis, faces: np.ndarray) -> np.ndarray:
     """Least-squares identity codes ``(K, r_id)`` of identities seen under all the basis's
     expressions: ``faces (K, E, 3N)`` with ``E`` matching ``basis.expression_factor``."""
@@ -179,6 +211,9 @@ def build_model(
         else None
     )
     metadata = {
+        "age_groups": age_group_codes(id_train[: len(train_ids)], ages[np.sort(train_ids)])
+        if ages is not None
+        else {},
         "name": f"babyflow-{config.population}",
         "population": config.population,
         "expression_names": list(dataset.expression_names),

@@ -24,7 +24,7 @@ from faceforge.model.flows import RealNVP
 
 __all__ = ["MODEL_FORMAT_VERSION", "FaceModel", "load_model", "topology_hash"]
 
-MODEL_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 3
 
 
 def topology_hash(faces: np.ndarray, n_vertices: int) -> str:

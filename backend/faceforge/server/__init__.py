@@ -29,7 +29,10 @@ def missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
 
 
 def serve(
-    max_array_bytes: int | None = None, session_parent: str | None = None, log_level: str = "INFO"
+    max_array_bytes: int | None = None,
+    session_parent: str | None = None,
+    log_level: str = "INFO",
+    device: str = "auto",
 ) -> int:
     """Run ``faceforge serve``; returns the exit code (3 with a one-line fix when a dependency is missing)."""
     missing = missing_modules()
@@ -43,10 +46,17 @@ def serve(
             file=sys.stderr,
         )
         return EXIT_MISSING_DEPENDENCY
+    from faceforge.errors import FaceForgeError
     from faceforge.server.arrays import DEFAULT_MAX_ARRAY_BYTES
-    from faceforge.server.service import serve_stdio
+    from faceforge.server.service import detect_runtime, serve_stdio
 
+    try:
+        runtime = detect_runtime(device)
+    except FaceForgeError as error:
+        print(f"faceforge serve: error: {error}", file=sys.stderr)
+        return 2
     return serve_stdio(
+        runtime=runtime,
         max_array_bytes=DEFAULT_MAX_ARRAY_BYTES if max_array_bytes is None else max_array_bytes,
         session_parent=session_parent,
         log_level=log_level,

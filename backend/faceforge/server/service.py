@@ -53,11 +53,27 @@ __all__ = ["Service", "detect_runtime", "error_from_exception", "serve_stdio"]
 log = logging.getLogger("faceforge.server")
 
 
-def detect_runtime() -> dict[str, Any]:
-    """Interpreter, torch version and compute device (``"cuda"`` when torch sees a GPU, else ``"cpu"``)."""
+def detect_runtime(device: str = "auto") -> dict[str, Any]:
+    """Interpreter, torch version and compute device.
+
+    Args:
+        device: ``"auto"`` (``"cuda"`` when torch sees a GPU, else ``"cpu"``), ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        FaceForgeError: ``"cuda"`` asked for but torch sees no GPU, or an unknown device.
+    """
     import torch
 
-    cuda = torch.cuda.is_available()
+    from faceforge.errors import FaceForgeError
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise FaceForgeError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise FaceForgeError(
+            "device cuda was asked for but this torch build sees no GPU "
+            f"(torch {torch.__version__}): install a CUDA build of torch, or choose cpu"
+        )
+    cuda = torch.cuda.is_available() and device != "cpu"
     return {
         "device": "cuda" if cuda else "cpu",
         "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
@@ -123,10 +139,11 @@ class Service:
     ) -> None:
         self.registry = registry
         self.session = session
-        self.state: dict[str, Any] = {}
+        self._runtime = runtime if runtime is not None else detect_runtime()
+        # Methods put their tensors on this device (``model.load`` maps the model there).
+        self.state: dict[str, Any] = {"device": self._runtime.get("device", "cpu")}
         self.max_array_bytes = int(max_array_bytes)
         self.progress_interval = progress_interval
-        self._runtime = runtime if runtime is not None else detect_runtime()
         self._output = output
         self._write_lock = threading.Lock()
         self._job_lock = threading.Lock()
@@ -387,8 +404,11 @@ def serve_stdio(
     max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES,
     session_parent: str | None = None,
     log_level: str = "INFO",
+    runtime: dict[str, Any] | None = None,
 ) -> int:
     """Run the service on this process's stdin/stdout until ``shutdown`` or end of input.
+
+    ``runtime`` is :func:`detect_runtime`'s answer (detected here when None).
 
     Returns:
         The process exit code (0).
@@ -399,7 +419,7 @@ def serve_stdio(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     output = _claim_stdout()
-    runtime = detect_runtime()
+    runtime = runtime if runtime is not None else detect_runtime()
     registry = Registry.discover()
     session = SessionDir(session_parent)
     stopped = True
