@@ -6,19 +6,24 @@ standard library), uses relative imports so it works under whatever package name
 happens in a backend process started from the interpreter chosen in the add-on preferences.
 
 Modules:
-    preferences: add-on preferences (backend interpreter, data folder).
-    properties: property groups stored on Blender data-blocks (``Scene.faceforge``).
+    preferences: add-on preferences (backend interpreter, device, default model, log file).
+    properties: property groups on Scene, Object and WindowManager (``.faceforge``).
+    session: the one backend client and the model it holds.
+    mesh: meshes and shape keys in bulk (numpy buffers).
+    jobs: the capabilities (generate, update identity, expressions, interpolate...) and the Python API.
+    operators: thin operators running the jobs, modal in the UI, synchronous headless.
     ui: panels in the 3D View sidebar.
 """
 
 import bpy
 
-from . import preferences, properties, ui
+from . import operators, preferences, properties, session, ui
 
 # Registration order matters: property groups before the pointers and panels that use them.
 classes: tuple[type, ...] = (
     *preferences.classes,
     *properties.classes,
+    *operators.classes,
     *ui.classes,
 )
 
@@ -31,7 +36,8 @@ def register():
 
 
 def unregister():
-    """Remove the property groups and unregister every FaceForge class, in reverse order."""
+    """Stop the backend, remove the property groups and unregister every class, in reverse order."""
+    session.stop()
     properties.detach()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

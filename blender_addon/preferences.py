@@ -1,7 +1,7 @@
-"""Add-on preferences: where the backend interpreter and the FaceForge data live."""
+"""Add-on preferences: the backend interpreter, its device, the default model file and the log file."""
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, StringProperty
 from bpy.types import AddonPreferences
 
 # The add-on's package name: ``bl_ext.<repository>.faceforge`` when installed as an extension.
@@ -9,15 +9,41 @@ ADDON_PACKAGE = __package__
 
 
 class FaceForgePreferences(AddonPreferences):
-    """Settings shared by every file: the backend interpreter and the data folder."""
+    """Settings shared by every file: where the backend runs and what it loads."""
 
     bl_idname = ADDON_PACKAGE
 
     backend_python: StringProperty(
         name="Backend Python",
         description=(
-            "Python interpreter that has the faceforge backend and torch installed (not Blender's own Python)"
+            "Python interpreter that has the faceforge backend and torch installed (not Blender's own "
+            "Python), e.g. <FaceForge checkout>/.venv/bin/python"
         ),
+        subtype="FILE_PATH",
+        default="",
+    )
+    device: EnumProperty(
+        name="Device",
+        description="Where the backend computes (takes effect when the backend starts)",
+        items=(
+            ("auto", "Automatic", "A CUDA GPU when torch sees one, otherwise the CPU"),
+            ("cpu", "CPU", "Always the CPU"),
+            ("cuda", "CUDA", "The first CUDA GPU (fails clearly when torch sees none)"),
+        ),
+        default="auto",
+    )
+    model_path: StringProperty(
+        name="Default Model",
+        description=(
+            "FaceForge model file used when a scene names none (empty: the model `faceforge model build` "
+            "caches, or the one Build Default Model makes)"
+        ),
+        subtype="FILE_PATH",
+        default="",
+    )
+    log_file: StringProperty(
+        name="Log File",
+        description="Where the backend's log goes (empty: faceforge-backend.log in the temporary folder)",
         subtype="FILE_PATH",
         default="",
     )
@@ -30,8 +56,9 @@ class FaceForgePreferences(AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
-        layout.prop(self, "backend_python")
-        layout.prop(self, "data_dir")
+        layout.use_property_split = True
+        for name in ("backend_python", "device", "model_path", "log_file", "data_dir"):
+            layout.prop(self, name)
 
 
 def get_preferences(context=None):

@@ -1,7 +1,22 @@
-"""Property groups that FaceForge stores on Blender data-blocks (saved with the .blend file)."""
+"""Property groups that FaceForge stores on Blender data-blocks.
+
+``Scene.faceforge`` holds the generation settings (saved with the file), ``Object.faceforge`` marks
+the faces FaceForge made and their codes, ``WindowManager.faceforge`` the transient state of the
+job in progress (not saved).
+"""
+
+import json
 
 import bpy
-from bpy.props import IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    FloatVectorProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 from bpy.types import PropertyGroup
 
 # Blender 4.5+ warns when a path property that does not declare support for blend-relative paths
@@ -10,6 +25,17 @@ _BLEND_RELATIVE_PATH = (
     {"PATH_SUPPORTS_BLEND_RELATIVE"}
     if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
     else set()
+)
+
+# How many leading latent identity dimensions the Generate panel exposes as sliders.
+IDENTITY_SLIDERS = 8
+
+AGE_GROUP_ITEMS = (
+    ("infant", "Infant", "Under 3 years"),
+    ("child", "Child", "3 to 12 years"),
+    ("teen", "Teen", "12 to 18 years"),
+    ("adult", "Adult", "18 to 60 years"),
+    ("elder", "Elder", "60 years and older"),
 )
 
 
@@ -24,22 +50,118 @@ class FaceForgeSceneSettings(PropertyGroup):
     )
     model_path: StringProperty(
         name="Model",
-        description="FaceForge model file used by this scene",
+        description="FaceForge model file used by this scene (empty: the add-on preferences' default)",
         subtype="FILE_PATH",
         default="",
         options=_BLEND_RELATIVE_PATH,
     )
+    radius: FloatProperty(
+        name="Typicality",
+        description=(
+            "Confidence level of the identity draw (Eq. 24 of BabyFlow): low values give average "
+            "faces, high values distinctive ones; 0 draws freely"
+        ),
+        default=0.0,
+        min=0.0,
+        max=0.999,
+    )
+    use_sliders: BoolProperty(
+        name="Use Sliders",
+        description="Set the first identity dimensions from the sliders instead of the seed",
+        default=False,
+    )
+    identity_sliders: FloatVectorProperty(
+        name="Identity",
+        description="Leading dimensions of the identity flow's latent space (0 is the most typical value)",
+        size=IDENTITY_SLIDERS,
+        default=(0.0,) * IDENTITY_SLIDERS,
+        soft_min=-3.0,
+        soft_max=3.0,
+    )
+    expression_seed: IntProperty(
+        name="Expression Seed",
+        description="Seed of Random Expression",
+        default=0,
+        min=0,
+    )
+    exact_expression: BoolProperty(
+        name="Exact Key",
+        description=(
+            "Write the sampled expression as an exact 'Sampled' shape key instead of setting the "
+            "ARKit key values that best reproduce it"
+        ),
+        default=False,
+    )
+    interpolation_steps: IntProperty(
+        name="In-betweens",
+        description="Faces strictly between the two faces",
+        default=3,
+        min=1,
+        max=32,
+    )
+    interpolation_mode: EnumProperty(
+        name="Result",
+        items=(
+            ("OBJECTS", "Objects", "New face objects between the two faces"),
+            ("KEYED", "Keyed Blend", "Shape keys on the active face, keyed to morph into the other"),
+        ),
+        default="OBJECTS",
+    )
+    target_age: EnumProperty(
+        name="Target Age",
+        description="Age group whose typical face shows the active face's expression",
+        items=AGE_GROUP_ITEMS,
+        default="infant",
+    )
+    transfer_intensity: FloatProperty(
+        name="Intensity",
+        description="Expression intensity on the target (delta of BabyFlow's Eq. 7)",
+        default=1.0,
+        min=0.0,
+        max=3.0,
+    )
 
 
-classes = (FaceForgeSceneSettings,)
+class FaceForgeObjectSettings(PropertyGroup):
+    """What FaceForge knows about an object it made or rigged, available as ``object.faceforge``."""
+
+    is_face: BoolProperty(name="FaceForge Face", default=False, options={"HIDDEN"})
+    kind: StringProperty(name="Kind", default="", options={"HIDDEN"})  # "generated", "scan", "preview"
+    z_id_json: StringProperty(name="Latent Identity", default="", options={"HIDDEN"})
+    key_names_json: StringProperty(name="Shape Keys", default="", options={"HIDDEN"})
+    topology_hash: StringProperty(name="Topology", default="", options={"HIDDEN"})
+    source: StringProperty(name="Source", default="", options={"HIDDEN"})  # e.g. the pair of an in-between
+
+    @property
+    def z_id(self) -> list[float]:
+        return json.loads(self.z_id_json) if self.z_id_json else []
+
+    @property
+    def key_names(self) -> list[str]:
+        return json.loads(self.key_names_json) if self.key_names_json else []
+
+
+class FaceForgeJobState(PropertyGroup):
+    """The job in progress (transient: on the window manager, never saved)."""
+
+    running: BoolProperty(default=False)
+    label: StringProperty(default="")
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty(default="")
+
+
+classes = (FaceForgeSceneSettings, FaceForgeObjectSettings, FaceForgeJobState)
 
 
 def attach():
     """Add the ``faceforge`` pointer properties to their ID types (after the classes are registered)."""
     bpy.types.Scene.faceforge = PointerProperty(type=FaceForgeSceneSettings)
+    bpy.types.Object.faceforge = PointerProperty(type=FaceForgeObjectSettings)
+    bpy.types.WindowManager.faceforge = PointerProperty(type=FaceForgeJobState)
 
 
 def detach():
     """Remove the pointer properties added by :func:`attach` (before the classes are unregistered)."""
-    if hasattr(bpy.types.Scene, "faceforge"):
-        del bpy.types.Scene.faceforge
+    for owner in (bpy.types.Scene, bpy.types.Object, bpy.types.WindowManager):
+        if hasattr(owner, "faceforge"):
+            del owner.faceforge

@@ -63,16 +63,18 @@ def sample_identity(
         seed: random seed of the standard-normal draw.
         radius: if given, the draw is projected to this confidence level (Eq. 24).
         leading: values that replace the first ``len(leading)`` latent dimensions after the draw
-            (the add-on's identity sliders; 0 is the mode of each dimension).
+            (the add-on's identity sliders; 0 is the mode of each dimension); values past
+            ``r_id`` are ignored.
     """
     generator = torch.Generator().manual_seed(int(seed))
     z = torch.randn(1, model.rank_identity, generator=generator)
     if radius is not None:
         z = project_to_radius(z, radius)
     if leading is not None:
-        values = np.asarray(leading, dtype=np.float32).reshape(-1)
-        if len(values) > model.rank_identity or not np.all(np.isfinite(values)):
-            raise FaceForgeError(f"at most {model.rank_identity} finite slider values, got {len(values)}")
+        # Sliders past the model's identity rank have no dimension to set: they are ignored.
+        values = np.asarray(leading, dtype=np.float32).reshape(-1)[: model.rank_identity]
+        if not np.all(np.isfinite(values)):
+            raise FaceForgeError("slider values must be finite numbers")
         z[0, : len(values)] = torch.from_numpy(values)
     return z[0].numpy()
 
