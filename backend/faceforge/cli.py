@@ -142,6 +142,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from faceforge.demo import run_demo
+
+    # Blender prints to the process's stdout; with --json only the summary may go there.
+    saved = os.dup(1) if args.json else None
+    if saved is not None:
+        sys.stdout.flush()
+        os.dup2(2, 1)
+    try:
+        result = run_demo(args.out, small=args.small, model=args.model, samples=args.samples)
+    finally:
+        if saved is not None:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+    times = ", ".join(f"{k} {v} s" for k, v in result["seconds"].items())
+    _print(result, args.json, [f"blend: {result['blend']}", f"contact sheet: {result['contact_sheet']}",
+                               f"{len(result['faces'])} faces; {times}"])  # fmt: skip
+    return 0
+
+
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
     from faceforge.server.bench import bench_serve, format_bench
 
@@ -458,6 +479,16 @@ def _parser() -> argparse.ArgumentParser:
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: cuda if present"
     )
     serve.set_defaults(func=_cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="Blender (bpy) and the add-on: a grid of faces, saved and rendered"
+    )
+    demo.add_argument("--out", required=True, help="output folder for the .blend and contact_sheet.png")
+    demo.add_argument("--small", action="store_true", help="the small model (built in about a minute)")
+    demo.add_argument("--model", help="a model file instead of the default (or small) one")
+    demo.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
+    demo.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    demo.set_defaults(func=_cmd_demo)
 
     bench = commands.add_parser("bench", help="measure FaceForge's speed").add_subparsers(
         dest="bench_command", required=True

@@ -14,6 +14,7 @@ from faceforge.server.protocol import ErrorCode, RpcError
 from faceforge.server.registry import ArraySpec, Context, Param, method
 
 __all__ = [
+    "age_groups",
     "build",
     "decode",
     "expression_weights",
@@ -398,4 +399,27 @@ def rig_scan(
         "z_id": np.asarray(z_id, dtype=np.float32).reshape(1, -1),
         "w_id": result.fit.w_id.astype(np.float32).reshape(1, -1),
         "error_mm": result.fit.error_mm,
+    }
+
+
+@method("model.age_groups")
+def age_groups(ctx: Context) -> dict:
+    """The model's age groups (youngest first): ``names``, ``years`` ``[lo, hi)``, training
+    identity ``counts`` and ``z_id (G, r_id)``, the latent code of each group's mean identity."""
+    import torch
+
+    model = _model(ctx)
+    groups = model.metadata.get("age_groups") or {}
+    if not groups:
+        raise RpcError(ErrorCode.MODEL_MISSING, "this model has no age groups: rebuild it with "
+                       "`faceforge model build --force`")  # fmt: skip
+    names = list(groups)
+    w_id = torch.tensor([groups[n]["w_id"] for n in names], dtype=torch.float32, device=model.device)
+    with torch.no_grad():
+        z_id = model.identity_flow(w_id)[0]
+    return {
+        "names": names,
+        "years": [groups[n]["years"] for n in names],
+        "counts": [groups[n]["count"] for n in names],
+        "z_id": z_id.cpu().numpy().astype(np.float32),
     }
