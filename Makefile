@@ -3,8 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.faceforge-installed
-DEMO_OUT ?= out/demo-data
-DEMO_MODEL ?= out/demo-model.pt
+DEMO_OUT ?= out/demo
 
 .PHONY: setup demo test lint addon clean
 
@@ -17,12 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main demo: Blender (bpy) + the add-on make a grid of faces from the default model (built on
+# first use), save out/demo/faceforge_demo.blend and render out/demo/contact_sheet.png.
 demo: setup
-	$(BIN)/faceforge data build --small --out $(DEMO_OUT)
-	$(BIN)/faceforge data info $(DEMO_OUT)
-	$(BIN)/faceforge model build --small --data $(DEMO_OUT) --out $(DEMO_MODEL)
-	$(BIN)/faceforge model sample --model $(DEMO_MODEL) --n 4 --radius 0.9 --out out/demo-faces
-	$(BIN)/faceforge model fit out/demo-faces/face_000.obj --model $(DEMO_MODEL)
+	$(BIN)/faceforge demo --out $(DEMO_OUT)
 
 test: setup
 	$(BIN)/ruff check backend blender_addon tests build_addon.py

@@ -163,6 +163,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_addon(args: argparse.Namespace) -> int:
+    from faceforge.addon_bench import bench_addon, format_bench
+
+    path = Path(args.model) if args.model else default_model_path("all", args.small)
+    if not path.is_file():
+        raise FaceForgeError(
+            f"no model at {path}: build one with `faceforge model build{' --small' if args.small else ''}`"
+        )
+    saved = os.dup(1) if args.json else None  # Blender prints to stdout; keep it for the summary
+    if saved is not None:
+        sys.stdout.flush()
+        os.dup2(2, 1)
+    try:
+        payload = bench_addon(str(path), repeats=args.repeats)
+    finally:
+        if saved is not None:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+    _print(payload, args.json, format_bench(payload))
+    return 0
+
+
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
     from faceforge.server.bench import bench_serve, format_bench
 
@@ -499,6 +522,13 @@ def _parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--vertices", type=int, default=50_000, help="vertices per array round trip")
     bench_serve.add_argument("--json", action="store_true", help="print a machine-readable summary")
     bench_serve.set_defaults(func=_cmd_bench_serve)
+
+    bench_addon = bench.add_parser("addon", help="time to write a face's expression shape keys in Blender")
+    bench_addon.add_argument("--model", help="model file (default: the cached all-ages model)")
+    bench_addon.add_argument("--small", action="store_true", help="the small model")
+    bench_addon.add_argument("--repeats", type=int, default=5, help="timed runs per size (median)")
+    bench_addon.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    bench_addon.set_defaults(func=_cmd_bench_addon)
 
     bench_model = bench.add_parser("model", help="decode throughput, scan-fit time and flow training time")
     bench_model.add_argument("--model", help="model file (default: the cached all-ages model)")
