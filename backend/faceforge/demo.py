@@ -151,7 +151,8 @@ def run_demo(
     t0 = time.perf_counter()
     blend = out / "faceforge_demo.blend"
     _stage(bpy, len(COLUMNS), len(names), spacing_x, spacing_z, samples, resolution)
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
+    bpy.context.preferences.filepaths.save_version = 0  # no faceforge_demo.blend1 backups
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False, compress=True)
     step(f"saved {blend}")
     sheet = out / "contact_sheet.png"
     size = f"{resolution[0]}x{resolution[1]}"

@@ -51,8 +51,18 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 12
 def assert_nothing_registered(addon) -> None:
     assert not any(cls.is_registered for cls in addon.classes)
     assert not hasattr(bpy.types, "VIEW3D_PT_faceforge")
-    assert "faceforge" not in bpy.types.Scene.bl_rna.properties
-    assert not hasattr(bpy.types.Scene, "faceforge")
+    for owner in (bpy.types.Scene, bpy.types.Object, bpy.types.WindowManager):
+        assert "faceforge" not in owner.bl_rna.properties
+        assert not hasattr(owner, "faceforge")
+    assert not _operator_registered("generate_face")
+
+
+def _operator_registered(name: str) -> bool:
+    try:
+        getattr(bpy.ops.faceforge, name).get_rna_type()
+    except KeyError:
+        return False
+    return True
 
 
 def test_register_then_unregister_twice_leaves_nothing_behind(addon):
@@ -62,6 +72,7 @@ def test_register_then_unregister_twice_leaves_nothing_behind(addon):
         assert all(cls.is_registered for cls in addon.classes)
         assert hasattr(bpy.types, "VIEW3D_PT_faceforge")
         assert "faceforge" in bpy.types.Scene.bl_rna.properties
+        assert _operator_registered("generate_face")
         addon.unregister()
         assert_nothing_registered(addon)
 

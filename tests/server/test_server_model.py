@@ -155,3 +155,34 @@ def test_rig_scan_neutralizes_and_rigs_a_scan(backend, small_model, small_model_
     assert np.linalg.norm(rebuilt - scan, axis=1).mean() < before
     wrong = error_of(backend, "model.rig_scan", arrays={"scan": np.zeros((7, 3), np.float32)})
     assert wrong.data["reason"] == "topology"
+
+
+def test_model_build_reports_progress_can_be_cancelled_and_loads_the_model(bc, tmp_path, anny_head):
+    env = {"FACEFORGE_CACHE": str(tmp_path)}
+    client = bc.BackendClient(sys.executable, log_path=tmp_path / "log", env=env)
+    client.start()
+    try:
+        model_file = tmp_path / "models" / "babyflow-all-small.pt"
+        pending = client.submit("model.build", {"small": True})
+        while not pending.poll() and not pending.done():
+            pass
+        pending.cancel()
+        with pytest.raises(bc.BackendCancelled):
+            pending.result(timeout=300)
+        assert not model_file.exists()
+
+        messages = []
+        result = client.call(
+            "model.build", {"small": True}, timeout=600, progress=lambda d, t, m: messages.append(m)
+        )
+        assert result["path"] == str(model_file) and model_file.is_file() and not result["cached"]
+        assert any(m.startswith("dataset:") for m in messages)
+        assert any(m.startswith("model") for m in messages)
+        assert result["info"]["n_vertices"] == 4521
+        assert client.call("model.info", timeout=30)["path"] == str(model_file)
+        groups = client.call("model.age_groups", timeout=30)
+        assert groups["names"][0] == "infant" and groups["arrays"]["z_id"].shape[0] == len(groups["names"])
+        again = client.call("model.build", {"small": True, "load": False}, timeout=600)
+        assert again["cached"]
+    finally:
+        client.shutdown()
