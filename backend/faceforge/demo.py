@@ -77,7 +77,7 @@ def run_demo(
     small: bool = False,
     model: str | os.PathLike | None = None,
     samples: int = 16,
-    resolution: tuple[int, int] = (1600, 1000),
+    resolution: tuple[int, int] = (1400, 1400),
     log: Callable[[str], None] = print,
 ) -> dict:
     """Make the demo scene, save it and render the contact sheet.
@@ -87,7 +87,8 @@ def run_demo(
         small: use (and build if needed) the small model instead of the default one.
         model: a model file to use instead of the default (or small) one.
         samples: Cycles samples per pixel.
-        resolution: contact sheet size in pixels.
+        resolution: the contact sheet's width and its largest height in pixels (it takes the
+            grid's aspect ratio).
         log: receives one line per step, with the time since the start.
 
     Returns:
@@ -155,7 +156,7 @@ def run_demo(
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False, compress=True)
     step(f"saved {blend}")
     sheet = out / "contact_sheet.png"
-    size = f"{resolution[0]}x{resolution[1]}"
+    size = f"{context.scene.render.resolution_x}x{context.scene.render.resolution_y}"
     step(f"rendering the contact sheet with Cycles on the CPU ({size}, {samples} samples per pixel)")
     context.scene.render.filepath = str(sheet)
     bpy.ops.render.render(write_still=True)
@@ -231,6 +232,9 @@ def _stage(
     (x0, _, z0), (x1, _, z1) = corners.min(axis=0), corners.max(axis=0)
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     camera.data.type = "ORTHO"
+    # The sheet takes the grid's aspect ratio: its width is resolution[0], its height at most resolution[1].
+    height_px = int(min(resolution[1], round(resolution[0] * (z1 - z0) / (x1 - x0))))
+    resolution = (resolution[0], max(height_px, 64))
     camera.data.ortho_scale = 1.06 * max(x1 - x0, (z1 - z0) * resolution[0] / resolution[1])
     camera.location = ((x0 + x1) / 2, -2.0, (z0 + z1) / 2)
     camera.rotation_euler = (1.5707963, 0.0, 0.0)
