@@ -48,6 +48,15 @@ class _JobOperator:
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
             return self.execute(context)
+        started = self.begin(context)
+        if started != {"RUNNING_MODAL"}:
+            return started
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return started
+
+    def begin(self, context):
+        """Make the job and start the backend without blocking; ``modal`` then drives it."""
         state = context.window_manager.faceforge
         if state.running:
             self.report({"ERROR"}, f"FaceForge is busy with {state.label}; wait or press Esc there")
@@ -62,8 +71,6 @@ class _JobOperator:
         self._pending = None
         state.running, state.label, state.progress, state.message = True, self._job.label, 0.0, "starting"
         context.window_manager.progress_begin(0.0, 1.0)
-        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
-        context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
