@@ -12,8 +12,10 @@ test runs.
 
 from __future__ import annotations
 
-import importlib.util
+import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,22 +28,25 @@ ADDON_PACKAGE = "faceforge_addon"
 _HERE = Path(__file__).resolve().parent
 
 
-def load_addon(package: str = ADDON_PACKAGE, addon_dir: Path = ADDON_DIR):
-    """Import ``addon_dir`` as the package ``package`` (once per process) and return it."""
-    if package in sys.modules:
-        return sys.modules[package]
-    spec = importlib.util.spec_from_file_location(
-        package, addon_dir / "__init__.py", submodule_search_locations=[str(addon_dir)]
+def load_addon(package: str = ADDON_PACKAGE):
+    """Import ``blender_addon/`` as the package ``package`` (once per process) and return it."""
+    from faceforge.demo import load_addon as load
+
+    return load(package)
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh interpreter (this one's executable); return stdout, fail with stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
     )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[package] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[package]
-        raise
-    return module
+    assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc.stdout
 
 
 def addon_is_registered(addon) -> bool:
@@ -78,3 +83,22 @@ def registered_addon(addon):
     finally:
         if addon_is_registered(addon):
             addon.unregister()
+
+
+@pytest.fixture(scope="module")
+def faceforge(addon):
+    """The add-on registered for a whole test module, its backend this interpreter."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACEFORGE_BACKEND_PYTHON", sys.executable)
+    addon.register()
+    try:
+        yield addon
+    finally:
+        addon.unregister()
+        mp.undo()
+
+
+@pytest.fixture
+def fresh_python():
+    """:func:`run_python`: run code in a fresh interpreter, as ``blender -b --python`` would."""
+    return run_python

@@ -6,26 +6,12 @@ loads the small test model; the expected arrays come from the same model file lo
 
 from __future__ import annotations
 
-import sys
-
 import bpy
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.anny
 
-
-@pytest.fixture(scope="module")
-def faceforge(addon, small_model_path):
-    """The add-on registered for this module, its backend this interpreter."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FACEFORGE_BACKEND_PYTHON", sys.executable)
-    addon.register()
-    try:
-        yield addon
-    finally:
-        addon.unregister()
-        mp.undo()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ Each runs in a fresh interpreter (as ``blender -b`` would), with the backend thi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -26,17 +24,7 @@ BATCH_EXPR = (
 )
 
 
-def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-        env={**os.environ, "FACEFORGE_BACKEND_PYTHON": sys.executable, **(env or {})},
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    return proc.stdout
+BACKEND_ENV = {"FACEFORGE_BACKEND_PYTHON": sys.executable}
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +40,12 @@ def demo(tmp_path_factory, small_model_path):
     return json.loads(proc.stdout)
 
 
-def test_demo_saves_a_blend_and_renders_a_contact_sheet(demo):
+def test_demo_saves_a_blend_and_renders_a_contact_sheet(demo, fresh_python):
     sheet = Path(demo["contact_sheet"])
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sheet.stat().st_size > 50_000
     assert demo["rows"][0] == "infant" and demo["rows"][-1] == "elder"
     assert len(demo["faces"]) == len(demo["rows"]) * len(demo["columns"])
-    report = run_python(f"""
+    report = fresh_python(f"""
         import json, bpy
         from faceforge.demo import load_addon
         load_addon().register()
@@ -76,7 +64,7 @@ def test_demo_saves_a_blend_and_renders_a_contact_sheet(demo):
     assert summary["happy"] == 1.0 and summary["camera"] and summary["engine"] == "CYCLES"
 
 
-def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path):
+def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path, fresh_python):
     built = subprocess.run(
         [sys.executable, "build_addon.py", "--out", str(tmp_path / "dist")],
         capture_output=True, text=True, cwd=REPO_ROOT, check=True,
@@ -85,7 +73,7 @@ def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path):
     assert "blender_manifest.toml" in zipfile.ZipFile(archive).namelist()
     blend = tmp_path / "scene.blend"
     blend.write_bytes(Path(demo["blend"]).read_bytes())
-    report = run_python(
+    report = fresh_python(
         f"""
         import json, os, bpy
         repo_dir = {str(tmp_path / "repo")!r}
@@ -106,7 +94,7 @@ def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path):
         print(json.dumps({{"keys": len(values), "moving": sum(v > 0.01 for v in values),
                           "package": face.faceforge.__class__.__module__}}))
         """,
-        env={"BLENDER_USER_RESOURCES": str(tmp_path / "user")},
+        env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), **BACKEND_ENV},
     )
     summary = json.loads(report.strip().splitlines()[-1])
     assert summary["keys"] > 52 and summary["moving"] >= 1

@@ -7,7 +7,6 @@ object that has the operator mixin but reports into a list.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import bpy
@@ -20,17 +19,6 @@ class Event:
     def __init__(self, kind: str) -> None:
         self.type = kind
 
-
-@pytest.fixture(scope="module")
-def faceforge(addon):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FACEFORGE_BACKEND_PYTHON", sys.executable)
-    addon.register()
-    try:
-        yield addon
-    finally:
-        addon.unregister()
-        mp.undo()
 
 
 def modal_operator(addon, job_factory):

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import bpy
@@ -32,20 +28,6 @@ spec.loader.exec_module(addon)
 """
 
 
-def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
-    """Run ``code`` in a fresh interpreter (this one's executable); return stdout, fail with stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.returncode == 0, (
-        f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    )
-    return proc.stdout
 
 
 def assert_nothing_registered(addon) -> None:
@@ -150,8 +132,8 @@ def test_addon_module_imports_stay_inside_blender(path):
                 assert top not in {"gpu", "gpu_extras", "bgl"}, f"{path.name}:{node.lineno} imports {name}"
 
 
-def test_register_in_a_fresh_blender_imports_no_torch():
-    out = run_python(
+def test_register_in_a_fresh_blender_imports_no_torch(fresh_python):
+    out = fresh_python(
         "import sys, bpy\n"
         + _LOAD_ADDON
         + """
@@ -165,7 +147,7 @@ addon.unregister()
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_installs_and_enables_as_an_extension(tmp_path):
+def test_installs_and_enables_as_an_extension(tmp_path, fresh_python):
     """The built zip installs into a user extension repository and enables with the preferences found."""
     spec = importlib.util.spec_from_file_location("build_addon", REPO_ROOT / "build_addon.py")
     assert spec is not None and spec.loader is not None
@@ -174,7 +156,7 @@ def test_installs_and_enables_as_an_extension(tmp_path):
     zip_path = build_addon.build(tmp_path / "dist")
 
     # BLENDER_USER_RESOURCES keeps the install away from the real ~/.config/blender.
-    out = run_python(
+    out = fresh_python(
         f"""
 import bpy
 import addon_utils
@@ -200,11 +182,11 @@ print("installed-ok")
 
 
 @pytest.mark.parametrize("imports", ["import torch, bpy", "import bpy, torch"])
-def test_torch_and_bpy_share_one_process(imports):
+def test_torch_and_bpy_share_one_process(imports, fresh_python):
     """The whole suite runs in one pytest process: bpy and torch must coexist in either import order."""
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed")
-    out = run_python(
+    out = fresh_python(
         imports
         + """
 import numpy as np
