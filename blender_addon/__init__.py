@@ -17,7 +17,7 @@ Modules:
 
 import bpy
 
-from . import operators, preferences, properties, session, ui
+from . import animation, jobs, mesh, operators, preferences, properties, session, ui  # noqa: F401
 
 # Registration order matters: property groups before the pointers and panels that use them.
 classes: tuple[type, ...] = (

@@ -236,6 +236,38 @@ class FACEFORGE_OT_transfer_preview(_JobOperator, Operator):
         )
 
 
+class FACEFORGE_OT_bake_take(_JobOperator, Operator):
+    """Generate a motion of the chosen label and bake it onto the active face's shape keys as a take"""
+
+    bl_idname = "faceforge.bake_take"
+    bl_label = "Bake Take"
+
+    seed: IntProperty(name="Seed", description="Motion seed (-1: the panel's)", default=-1, min=-1)
+
+    def make_job(self, context):
+        return jobs.BakeTake(context, seed=None if self.seed < 0 else self.seed)
+
+
+class FACEFORGE_OT_interpolate_takes(_JobOperator, Operator):
+    """Bake a motion part-way between two generated motions (geodesic on the SRVF sphere)"""
+
+    bl_idname = "faceforge.interpolate_takes"
+    bl_label = "Interpolate Takes"
+
+    def make_job(self, context):
+        return jobs.InterpolateTakes(context)
+
+
+class FACEFORGE_OT_transfer_motion(_JobOperator, Operator):
+    """Drive the active face with the selected animated face or landmark empties (S2D-Dec)"""
+
+    bl_idname = "faceforge.transfer_motion"
+    bl_label = "Transfer Motion"
+
+    def make_job(self, context):
+        return jobs.TransferMotion(context)
+
+
 class FACEFORGE_OT_load_model(_JobOperator, Operator):
     """Load the scene's model file into the backend"""
 
@@ -325,4 +357,7 @@ classes = (
     FACEFORGE_OT_apply_to_selected,
     FACEFORGE_OT_interpolate,
     FACEFORGE_OT_transfer_preview,
+    FACEFORGE_OT_bake_take,
+    FACEFORGE_OT_interpolate_takes,
+    FACEFORGE_OT_transfer_motion,
 )

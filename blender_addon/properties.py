@@ -122,6 +122,60 @@ class FaceForgeSceneSettings(PropertyGroup):
     )
 
 
+COMA_LABEL_ITEMS = tuple(
+    (name, name.replace("_", " ").title(), f"The CoMA '{name}' motion")
+    for name in (
+        "bareteeth", "cheeks_in", "eyebrow", "high_smile", "lips_back", "lips_up",
+        "mouth_down", "mouth_extreme", "mouth_middle", "mouth_open", "mouth_side", "mouth_up",
+    )
+)  # fmt: skip
+
+
+class FaceForgeAnimateSettings(PropertyGroup):
+    """Settings of the Animate panel, available as ``scene.faceforge_animate``."""
+
+    model_path: StringProperty(
+        name="Motion Model",
+        description="FaceForge motion model file (empty: the one `faceforge animate build` caches)",
+        subtype="FILE_PATH",
+        default="",
+        options=_BLEND_RELATIVE_PATH,
+    )
+    label: EnumProperty(name="Motion", description="Expression label of the motion", items=COMA_LABEL_ITEMS)
+    seed: IntProperty(name="Seed", description="Seed of the generated motion", default=0, min=0)
+    start_frame: IntProperty(name="Start", description="First frame of the take", default=1)
+    seconds: FloatProperty(
+        name="Length", description="Neutral to apex, in seconds at the scene's frame rate", default=1.0,
+        min=0.05, max=60.0, unit="TIME_ABSOLUTE",
+    )  # fmt: skip
+    intensity: FloatProperty(
+        name="Intensity", description="Scale of the motion", default=1.0, min=0.0, max=2.0
+    )
+    hold_seconds: FloatProperty(
+        name="Hold", description="Hold the apex this long", default=0.5, min=0.0, max=60.0,
+        unit="TIME_ABSOLUTE",
+    )  # fmt: skip
+    release: BoolProperty(name="Release", description="Return to neutral after the hold", default=True)
+    release_seconds: FloatProperty(
+        name="Release Length", description="Apex back to neutral", default=0.75, min=0.05, max=60.0,
+        unit="TIME_ABSOLUTE",
+    )  # fmt: skip
+    exact: BoolProperty(
+        name="Exact",
+        description=(
+            "Also store what the shape keys cannot express, as a point cache (.pc2) played by a Mesh Cache "
+            "modifier on top of the keys"
+        ),
+        default=False,
+    )
+    other_label: EnumProperty(name="Other Motion", items=COMA_LABEL_ITEMS, default="mouth_open")
+    other_seed: IntProperty(name="Other Seed", default=1, min=0)
+    blend: FloatProperty(
+        name="Blend", description="Position on the geodesic from this motion (0) to the other (1)",
+        default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+    )  # fmt: skip
+
+
 class FaceForgeObjectSettings(PropertyGroup):
     """What FaceForge knows about an object it made or rigged, available as ``object.faceforge``."""
 
@@ -150,18 +204,21 @@ class FaceForgeJobState(PropertyGroup):
     message: StringProperty(default="")
 
 
-classes = (FaceForgeSceneSettings, FaceForgeObjectSettings, FaceForgeJobState)
+classes = (FaceForgeSceneSettings, FaceForgeAnimateSettings, FaceForgeObjectSettings, FaceForgeJobState)
 
 
 def attach():
     """Add the ``faceforge`` pointer properties to their ID types (after the classes are registered)."""
     bpy.types.Scene.faceforge = PointerProperty(type=FaceForgeSceneSettings)
+    bpy.types.Scene.faceforge_animate = PointerProperty(type=FaceForgeAnimateSettings)
     bpy.types.Object.faceforge = PointerProperty(type=FaceForgeObjectSettings)
     bpy.types.WindowManager.faceforge = PointerProperty(type=FaceForgeJobState)
 
 
 def detach():
     """Remove the pointer properties added by :func:`attach` (before the classes are unregistered)."""
+    if hasattr(bpy.types.Scene, "faceforge_animate"):
+        del bpy.types.Scene.faceforge_animate
     for owner in (bpy.types.Scene, bpy.types.Object, bpy.types.WindowManager):
         if hasattr(owner, "faceforge"):
             del owner.faceforge

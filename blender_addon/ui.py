@@ -112,6 +112,40 @@ class VIEW3D_PT_faceforge_edit(_FaceForgePanel, Panel):
         layout.operator("faceforge.apply_to_selected", icon="MOD_MESHDEFORM")
 
 
+class VIEW3D_PT_faceforge_animate(_FaceForgePanel, Panel):
+    """Animate: generated motions baked as takes, interpolated, or transferred from another face."""
+
+    bl_idname = "VIEW3D_PT_faceforge_animate"
+    bl_label = "Animate"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.faceforge_animate
+        layout.prop(settings, "model_path")
+        col = layout.column(align=True)
+        col.prop(settings, "label")
+        col.prop(settings, "seed")
+        col = layout.column(align=True)
+        col.prop(settings, "start_frame")
+        col.prop(settings, "seconds")
+        col.prop(settings, "intensity")
+        col.prop(settings, "hold_seconds")
+        row = col.row(align=True)
+        row.prop(settings, "release")
+        sub = row.row(align=True)
+        sub.active = settings.release
+        sub.prop(settings, "release_seconds", text="")
+        layout.prop(settings, "exact")
+        layout.operator("faceforge.bake_take", icon="ACTION")
+        box = layout.box()
+        row = box.row(align=True)
+        row.prop(settings, "other_label", text="")
+        row.prop(settings, "other_seed", text="Seed")
+        box.prop(settings, "blend")
+        box.operator("faceforge.interpolate_takes", icon="IPO_EASE_IN_OUT")
+        layout.operator("faceforge.transfer_motion", icon="CON_TRANSLIKE")
+
+
 def _wrap(text: str, width: int) -> list[str]:
     words, lines, line = text.split(), [], ""
     for word in words:
@@ -128,4 +162,5 @@ classes = (
     VIEW3D_PT_faceforge_model,
     VIEW3D_PT_faceforge_generate,
     VIEW3D_PT_faceforge_edit,
+    VIEW3D_PT_faceforge_animate,
 )

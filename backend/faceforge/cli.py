@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from faceforge.errors import FaceForgeError
@@ -142,21 +143,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+@contextlib.contextmanager
+def _blender_output_to_stderr(enabled: bool) -> Iterator[None]:
+    """Send what Blender prints to the process's stdout to stderr instead (for ``--json``)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from faceforge.demo import run_demo
 
-    # Blender prints to the process's stdout; with --json only the summary may go there.
-    saved = os.dup(1) if args.json else None
-    if saved is not None:
-        sys.stdout.flush()
-        os.dup2(2, 1)
-    try:
+    with _blender_output_to_stderr(args.json):
         result = run_demo(args.out, small=args.small, model=args.model, samples=args.samples)
-    finally:
-        if saved is not None:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
     times = ", ".join(f"{k} {v} s" for k, v in result["seconds"].items())
     _print(result, args.json, [f"blend: {result['blend']}", f"contact sheet: {result['contact_sheet']}",
                                f"{len(result['faces'])} faces; {times}"])  # fmt: skip
@@ -171,17 +179,20 @@ def _cmd_bench_addon(args: argparse.Namespace) -> int:
         raise FaceForgeError(
             f"no model at {path}: build one with `faceforge model build{' --small' if args.small else ''}`"
         )
-    saved = os.dup(1) if args.json else None  # Blender prints to stdout; keep it for the summary
-    if saved is not None:
-        sys.stdout.flush()
-        os.dup2(2, 1)
-    try:
+    with _blender_output_to_stderr(args.json):
         payload = bench_addon(str(path), repeats=args.repeats)
-    finally:
-        if saved is not None:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+    _print(payload, args.json, format_bench(payload))
+    return 0
+
+
+def _cmd_bench_animate(args: argparse.Namespace) -> int:
+    from faceforge.animate.bench import bench_animate, format_bench
+
+    path = Path(args.motion) if args.motion else default_motion_path(args.small)
+    if not path.is_file():
+        raise FaceForgeError(f"no motion model at {path}: build one with `faceforge animate build`")
+    with _blender_output_to_stderr(args.json):
+        payload = bench_animate(str(path), repeats=args.repeats)
     _print(payload, args.json, format_bench(payload))
     return 0
 
@@ -303,6 +314,101 @@ def ensure_model(
     model.metadata["dataset_content_hash"] = content_hash
     model.save(path)
     return {"path": str(path), "cached": False, **report}
+
+
+def default_motion_path(small: bool = False) -> Path:
+    """Where ``faceforge animate build`` caches the motion model (``models/motion[-small].pt``)."""
+    return default_cache_dir() / "models" / f"motion{'-small' if small else ''}.pt"
+
+
+def ensure_motion_model(
+    small: bool = False,
+    data: str | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    force: bool = False,
+    progress: Callable[[int, int, str], bool | None] | None = None,
+) -> dict:
+    """Build the motion model (Motion3DGAN + S2D-Dec; the default dataset first if needed), or reuse
+    an identical cached one. Returns ``{"path", "cached", **build report}``."""
+    import json
+
+    from faceforge.animate.bundle import MotionBuildConfig, build_motion_model, load_motion_model
+    from faceforge.data.build import BuildConfig, build_dataset, load_built_dataset, read_manifest
+    from faceforge.model.face_model import topology_hash
+
+    if data:
+        directory = Path(data)
+    else:
+        directory = _default_data_dir(small)
+        stage = None if progress is None else (lambda d, t, m: progress(d, t, f"dataset: {m}"))
+        build_dataset(directory, BuildConfig.small() if small else BuildConfig(), progress=stage)
+    dataset = load_built_dataset(directory)
+    content_hash = read_manifest(directory).get("content_hash")
+    path = Path(out) if out else default_motion_path(small)
+    config = MotionBuildConfig.default(small=small, seed=seed)
+    if not force and path.is_file():
+        try:
+            cached = load_motion_model(path)
+        except FaceForgeError:
+            cached = None
+        same_config = cached is not None and json.dumps(
+            cached.metadata.get("config"), sort_keys=True
+        ) == json.dumps(config.to_json(), sort_keys=True)
+        if (
+            same_config
+            and cached.metadata.get("dataset_content_hash") == content_hash
+            and cached.topology_hash == topology_hash(dataset.faces, dataset.n_vertices)
+        ):
+            return {"path": str(path), "cached": True, **cached.metadata.get("build_report", {})}
+    stage = None if progress is None else (lambda d, t, m: progress(d, t, f"motion model: {m}"))
+    model, report = build_motion_model(dataset, config, progress=stage)
+    model.metadata["dataset_content_hash"] = content_hash
+    model.save(path)
+    return {"path": str(path), "cached": False, **report}
+
+
+def _cmd_animate_build(args: argparse.Namespace) -> int:
+    from faceforge.progress import TerminalProgress
+
+    bar = TerminalProgress("faceforge animate build", enabled=not (args.quiet or args.json))
+    try:
+        result = ensure_motion_model(args.small, args.data, args.out, args.seed, args.force, progress=bar)
+    finally:
+        bar.close()
+    _print(result, args.json, [
+        f"{result['path']}{' (cached)' if result['cached'] else ''}: {result.get('n_train_clips')} training "
+        f"clips of {result.get('n_train_identities')} identities; Motion3DGAN {result.get('gan_seconds')} s, "
+        f"S2D-Dec {result.get('s2d_seconds')} s",
+    ])  # fmt: skip
+    return 0
+
+
+def _cmd_animate_generate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from faceforge.animate.bundle import load_motion_model
+    from faceforge.data.meshio import write_obj
+
+    motion_path = Path(args.motion) if args.motion else default_motion_path(args.small)
+    motion_model = load_motion_model(motion_path)
+    face_model, _ = _model_from_args(args)
+    if face_model.topology_hash() != motion_model.topology_hash:
+        raise FaceForgeError("the face model and the motion model have different topologies")
+    from faceforge.model import rig
+
+    z_id = rig.sample_identity(face_model, args.identity_seed)[None]
+    neutral = face_model.neutralize(rig.identity_codes(face_model, z_id))[0].cpu().numpy()
+    motion = motion_model.landmark_motion(args.label, args.seed)
+    dense = motion_model.take(neutral, motion, args.frames, args.hold, args.release)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    faces = face_model.faces.cpu().numpy()
+    for t, displacement in enumerate(dense):
+        write_obj(out / f"frame_{t:04d}.obj", neutral + displacement, faces)
+    np.save(out / "landmark_motion.npy", motion)
+    _print({"out": str(out), "frames": len(dense)}, args.json, [f"{len(dense)} frames in {out}"])
+    return 0
 
 
 def _cmd_model_build(args: argparse.Namespace) -> int:
@@ -503,6 +609,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
 
+    animate = commands.add_parser(
+        "animate", help="dynamic expressions (Motion3DGAN, S2D-Dec)"
+    ).add_subparsers(dest="animate_command", required=True)
+    animate_build = animate.add_parser("build", help="train Motion3DGAN and S2D-Dec (cached)")
+    animate_build.add_argument("--small", action="store_true", help="the small dataset and tiny networks")
+    animate_build.add_argument("--data", help="a built dataset folder (default: the default dataset)")
+    animate_build.add_argument("--out", help="model file (default: ~/.cache/faceforge/models/motion.pt)")
+    animate_build.add_argument("--seed", type=int, default=0)
+    animate_build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    animate_build.add_argument("--quiet", action="store_true")
+    animate_build.add_argument("--json", action="store_true")
+    animate_build.set_defaults(func=_cmd_animate_build)
+    animate_generate = animate.add_parser("generate", help="a motion on a sampled face, as OBJ frames")
+    animate_generate.add_argument("--label", required=True, help="one of the 12 CoMA labels")
+    animate_generate.add_argument("--seed", type=int, default=0, help="motion seed")
+    animate_generate.add_argument("--identity-seed", type=int, default=0, help="face seed")
+    animate_generate.add_argument("--frames", type=int, default=30, help="neutral -> apex frames")
+    animate_generate.add_argument("--hold", type=int, default=0, help="apex hold frames")
+    animate_generate.add_argument("--release", type=int, default=0, help="apex -> neutral frames")
+    animate_generate.add_argument("--motion", help="motion model file")
+    animate_generate.add_argument("--model", help="face model file")
+    animate_generate.add_argument("--small", action="store_true", help="the small models")
+    animate_generate.add_argument("--out", required=True, help="output folder")
+    animate_generate.add_argument("--json", action="store_true")
+    animate_generate.set_defaults(func=_cmd_animate_generate)
+
     demo = commands.add_parser(
         "demo", help="Blender (bpy) and the add-on: a grid of faces, saved and rendered"
     )
@@ -529,6 +661,13 @@ def _parser() -> argparse.ArgumentParser:
     bench_addon.add_argument("--repeats", type=int, default=5, help="timed runs per size (median)")
     bench_addon.add_argument("--json", action="store_true", help="print a machine-readable summary")
     bench_addon.set_defaults(func=_cmd_bench_addon)
+
+    bench_animate = bench.add_parser("animate", help="motion generation + decoding, and baking a take")
+    bench_animate.add_argument("--motion", help="motion model file (default: the cached one)")
+    bench_animate.add_argument("--small", action="store_true", help="the small motion model")
+    bench_animate.add_argument("--repeats", type=int, default=5)
+    bench_animate.add_argument("--json", action="store_true")
+    bench_animate.set_defaults(func=_cmd_bench_animate)
 
     bench_model = bench.add_parser("model", help="decode throughput, scan-fit time and flow training time")
     bench_model.add_argument("--model", help="model file (default: the cached all-ages model)")

@@ -1,0 +1,106 @@
+"""From a generated motion to an animator's take: timing, apex hold, release, and shape-key values.
+
+A Motion3DGAN motion is 30 samples from neutral to apex, equally spaced in arc length. A take
+plays it over any number of frames, may hold the apex and release back to neutral, and is baked
+onto a face's expression shape keys by bounded least squares (values in [0, 1]), frame by frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceforge.errors import FaceForgeError
+
+__all__ = ["envelope", "project_to_keys", "retime"]
+
+
+def retime(curve: np.ndarray, n_frames: int) -> np.ndarray:
+    """Resample ``curve (S, ...)`` to ``n_frames`` samples by linear interpolation in time
+    (first and last samples kept)."""
+    curve = np.asarray(curve)
+    if n_frames < 2:
+        raise FaceForgeError(f"a motion needs at least 2 frames, got {n_frames}")
+    if len(curve) < 2:
+        raise FaceForgeError("a motion needs at least 2 samples to retime")
+    source = np.linspace(0.0, 1.0, len(curve))
+    target = np.linspace(0.0, 1.0, n_frames)
+    index = np.clip(np.searchsorted(source, target, side="right") - 1, 0, len(curve) - 2)
+    t = (target - source[index]) / (source[index + 1] - source[index])
+    t = t.reshape(-1, *([1] * (curve.ndim - 1)))
+    return ((1.0 - t) * curve[index] + t * curve[index + 1]).astype(curve.dtype)
+
+
+def envelope(
+    motion: np.ndarray,
+    onset_frames: int,
+    hold_frames: int = 0,
+    release_frames: int = 0,
+    intensity: float = 1.0,
+) -> np.ndarray:
+    """A take's frames: the neutral -> apex ``motion (S, ...)`` (displacements from neutral) played over
+    ``onset_frames``, the apex held ``hold_frames``, then played backwards over ``release_frames``,
+    all scaled by ``intensity``.
+
+    Returns:
+        ``(onset + hold + release, ...)`` displacements.
+    """
+    if onset_frames < 2 or hold_frames < 0 or release_frames < 0:
+        raise FaceForgeError(
+            f"onset needs >= 2 frames and hold/release >= 0 frames, "
+            f"got {onset_frames}/{hold_frames}/{release_frames}"
+        )
+    if not np.isfinite(intensity) or intensity < 0:
+        raise FaceForgeError(f"intensity must be a finite number >= 0, got {intensity}")
+    parts = [retime(motion, onset_frames)]
+    if hold_frames:
+        parts.append(np.repeat(parts[0][-1:], hold_frames, axis=0))
+    if release_frames:
+        parts.append(retime(motion[::-1], release_frames + 1)[1:])
+    return (np.concatenate(parts) * intensity).astype(np.float32)
+
+
+def project_to_keys(
+    key_displacements: np.ndarray,
+    frame_displacements: np.ndarray,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shape-key values that best reproduce each frame's displacement.
+
+    ``min_v |sum_k v_k D_k - d_t|^2`` per frame with ``v`` in ``bounds``; solved on the ``E x E``
+    Cholesky factor of the normal matrix (same minimiser, ``E`` rows instead of ``3V``).
+
+    Args:
+        key_displacements: ``(E, V, 3)`` each key's displacement from the basis (metres).
+        frame_displacements: ``(T, V, 3)`` each frame's displacement from the basis (metres).
+        bounds: value range of the keys.
+        weights: optional ``(V,)`` non-negative vertex weights.
+
+    Returns:
+        ``values (T, E)`` and the per-frame RMS residual ``(T,)`` in millimetres.
+    """
+    from scipy.optimize import lsq_linear
+
+    keys = np.asarray(key_displacements, dtype=np.float64)
+    frames = np.asarray(frame_displacements, dtype=np.float64)
+    if keys.ndim != 3 or frames.ndim != 3 or keys.shape[1:] != frames.shape[1:] or keys.shape[2] != 3:
+        raise FaceForgeError(
+            f"keys (E, V, 3) and frames (T, V, 3) must share V, got {keys.shape} and {frames.shape}"
+        )
+    if not (np.all(np.isfinite(keys)) and np.all(np.isfinite(frames))):
+        raise FaceForgeError("key and frame displacements must be finite")
+    w = np.ones(keys.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
+    sqrt_w = np.sqrt(np.repeat(w, 3))
+    a = keys.reshape(len(keys), -1).T * sqrt_w[:, None]  # (3V, E)
+    b = frames.reshape(len(frames), -1).T * sqrt_w[:, None]  # (3V, T)
+    gram = a.T @ a
+    gram[np.diag_indices_from(gram)] += 1e-12 * max(np.trace(gram), 1e-30)  # keys may be dependent
+    factor = np.linalg.cholesky(gram)  # gram = L L^T
+    rhs = np.linalg.solve(factor, a.T @ b)  # L^-1 A^T b, so |L^T v - rhs|^2 = |A v - b|^2 + const
+    values = np.empty((len(frames), len(keys)))
+    for t in range(len(frames)):
+        solution = lsq_linear(factor.T, rhs[:, t], bounds=bounds, method="bvls")
+        values[t] = np.clip(solution.x, *bounds)
+    residual = np.tensordot(values, keys, axes=1) - frames  # (T, V, 3), unweighted
+    rms_mm = np.sqrt(np.mean(np.sum(residual**2, axis=2), axis=1)) * 1e3
+    return values.astype(np.float32), rms_mm.astype(np.float32)
