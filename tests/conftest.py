@@ -47,3 +47,12 @@ def small_model(small_model_path):
     from faceforge.model import load_model
 
     return load_model(small_model_path)
+
+
+@pytest.fixture(scope="session")
+def small_motion_model_path(tmp_path_factory, small_dataset):
+    """A motion model (tiny Motion3DGAN + S2D-Dec) of the small dataset (~15 s), saved once."""
+    from faceforge.animate.bundle import MotionBuildConfig, build_motion_model
+
+    model, _ = build_motion_model(small_dataset, MotionBuildConfig.default(small=True))
+    return model.save(tmp_path_factory.mktemp("motion") / "motion-small.pt")

@@ -164,7 +164,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from faceforge.demo import run_demo
 
     with _blender_output_to_stderr(args.json):
-        result = run_demo(args.out, small=args.small, model=args.model, samples=args.samples)
+        result = run_demo(
+            args.out, small=args.small, model=args.model, motion_model=args.motion, samples=args.samples
+        )
     times = ", ".join(f"{k} {v} s" for k, v in result["seconds"].items())
     _print(result, args.json, [f"blend: {result['blend']}", f"contact sheet: {result['contact_sheet']}",
                                f"{len(result['faces'])} faces; {times}"])  # fmt: skip
@@ -182,6 +184,22 @@ def _cmd_bench_addon(args: argparse.Namespace) -> int:
     with _blender_output_to_stderr(args.json):
         payload = bench_addon(str(path), repeats=args.repeats)
     _print(payload, args.json, format_bench(payload))
+    return 0
+
+
+def _cmd_eval_animate(args: argparse.Namespace) -> int:
+    from faceforge.animate.evaluation import evaluate_animate, format_table
+    from faceforge.data.build import load_built_dataset
+    from faceforge.progress import TerminalProgress
+
+    directory = _ensure_dataset(args.data, args.small, args.json)
+    bar = TerminalProgress("faceforge eval animate", enabled=not args.json)
+    try:
+        dataset = load_built_dataset(directory)
+        result = evaluate_animate(dataset, small=args.small, seed=args.seed, progress=bar)
+    finally:
+        bar.close()
+    _print(result, args.json, format_table(result))
     return 0
 
 
@@ -641,6 +659,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="output folder for the .blend and contact_sheet.png")
     demo.add_argument("--small", action="store_true", help="the small model (built in about a minute)")
     demo.add_argument("--model", help="a model file instead of the default (or small) one")
+    demo.add_argument("--motion", help="a motion model file instead of the default (or small) one")
     demo.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
     demo.add_argument("--json", action="store_true", help="print a machine-readable summary")
     demo.set_defaults(func=_cmd_demo)
@@ -736,6 +755,14 @@ def _parser() -> argparse.ArgumentParser:
     eval_model.add_argument("--json", action="store_true")
     eval_model.add_argument("--quiet", action="store_true")
     eval_model.set_defaults(func=_cmd_eval_model)
+    eval_animate = evaluate.add_parser(
+        "animate", help="Sparse2Dense protocol: S2D-Dec vs PCA fitting, classifier accuracy and FID"
+    )
+    eval_animate.add_argument("--data", help="dataset directory (default: the cached anny dataset)")
+    eval_animate.add_argument("--small", action="store_true", help="small dataset and tiny networks")
+    eval_animate.add_argument("--seed", type=int, default=0)
+    eval_animate.add_argument("--json", action="store_true")
+    eval_animate.set_defaults(func=_cmd_eval_animate)
     return parser
 
 

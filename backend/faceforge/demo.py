@@ -76,6 +76,8 @@ def run_demo(
     out: str | os.PathLike,
     small: bool = False,
     model: str | os.PathLike | None = None,
+    motion_model: str | os.PathLike | None = None,
+    take_label: str = "high_smile",
     samples: int = 16,
     resolution: tuple[int, int] = (1400, 1400),
     log: Callable[[str], None] = print,
@@ -86,6 +88,9 @@ def run_demo(
         out: output folder (created).
         small: use (and build if needed) the small model instead of the default one.
         model: a model file to use instead of the default (or small) one.
+        motion_model: a motion model file (default: the default or small one, built if missing);
+            the demo bakes one take of ``take_label`` on the adult neutral face.
+        take_label: the label of that take.
         samples: Cycles samples per pixel.
         resolution: the contact sheet's width and its largest height in pixels (it takes the
             grid's aspect ratio).
@@ -112,8 +117,19 @@ def run_demo(
             model = ensure_model("all", small, progress=bar)["path"]
         finally:
             bar.close()
+    if motion_model is None:
+        from faceforge.cli import ensure_motion_model
+        from faceforge.progress import TerminalProgress
+
+        step(f"loading or building the {'small ' if small else ''}motion model (Motion3DGAN + S2D-Dec)")
+        bar = TerminalProgress("faceforge animate", enabled=True)
+        try:
+            motion_model = ensure_motion_model(small, progress=bar)["path"]
+        finally:
+            bar.close()
     seconds["model"] = round(time.perf_counter() - started, 1)
     model = str(Path(model).resolve())
+    motion_model = str(Path(motion_model).resolve())
 
     t0 = time.perf_counter()
     step("starting Blender (bpy) and the FaceForge add-on")
@@ -150,6 +166,21 @@ def run_demo(
     seconds["faces"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
+    animated = next((f for f in faces if f.startswith("adult") and f.endswith("neutral")), faces[0])
+    step(f"baking a '{take_label}' take on {animated} (Motion3DGAN landmarks, S2D-Dec, shape keys)")
+    animate = context.scene.faceforge_animate
+    animate.model_path = motion_model
+    animate.label, animate.seed, animate.start_frame = take_label, 0, 1
+    animate.seconds, animate.hold_seconds, animate.release, animate.release_seconds = 1.0, 0.5, True, 1.0
+    take_job = jobs.BakeTake(context, obj=bpy.data.objects[animated])
+    jobs.run(take_job)
+    step(take_job.message)
+    strip = bpy.data.objects[animated].data.shape_keys.animation_data.nla_tracks[0].strips[0]
+    context.scene.frame_start, context.scene.frame_end = int(strip.frame_start), int(strip.frame_end)
+    context.scene.frame_set(context.scene.frame_start)
+    seconds["take"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
     blend = out / "faceforge_demo.blend"
     _stage(bpy, len(COLUMNS), len(names), spacing_x, spacing_z, samples, resolution)
     bpy.context.preferences.filepaths.save_version = 0  # no faceforge_demo.blend1 backups
@@ -168,6 +199,12 @@ def run_demo(
         "blend": str(blend),
         "contact_sheet": str(sheet),
         "model": model,
+        "motion_model": motion_model,
+        "take": {
+            "object": animated,
+            "name": strip.name,
+            "frames": [int(strip.frame_start), int(strip.frame_end)],
+        },
         "faces": faces,
         "rows": names,
         "columns": [label for label, _ in COLUMNS],

@@ -115,6 +115,7 @@ def _fcurves(id_data):
 
 
 DATA_CHANGING = ("generate_face", "update_identity", "random_expression", "neutralize", "apply_to_selected",
+                 "bake_take", "interpolate_takes", "transfer_motion",
                  "interpolate", "transfer_preview")  # fmt: skip
 
 

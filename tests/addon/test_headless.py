@@ -28,12 +28,12 @@ BACKEND_ENV = {"FACEFORGE_BACKEND_PYTHON": sys.executable}
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, small_model_path):
+def demo(tmp_path_factory, small_model_path, small_motion_model_path):
     """``faceforge demo`` on the small test model, one sample per pixel."""
     out = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(
         [sys.executable, "-m", "faceforge", "demo", "--model", str(small_model_path), "--out", str(out),
-         "--samples", "1", "--json"],
+         "--motion", str(small_motion_model_path), "--samples", "1", "--json"],
         capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -57,11 +57,17 @@ def test_demo_saves_a_blend_and_renders_a_contact_sheet(demo, fresh_python):
             "happy": bpy.data.objects["adult happy"].data.shape_keys.key_blocks["happy"].value,
             "camera": bpy.context.scene.camera is not None,
             "engine": bpy.context.scene.render.engine,
+            "take": [t.name for o in faces if o.data.shape_keys.animation_data
+                     for t in o.data.shape_keys.animation_data.nla_tracks],
+            "frames": [bpy.context.scene.frame_start, bpy.context.scene.frame_end],
         }}))
     """)
     summary = json.loads(report.strip().splitlines()[-1])
     assert summary["faces"] == len(demo["faces"]) and len(summary["keys"]) == 1 and summary["keys"][0] > 53
     assert summary["happy"] == 1.0 and summary["camera"] and summary["engine"] == "CYCLES"
+    # One baked, playable take on the adult neutral face, and the scene's range plays it.
+    assert summary["take"] == [demo["take"]["name"]] == ["FF high_smile 0"]
+    assert summary["frames"] == demo["take"]["frames"] and summary["frames"][1] > summary["frames"][0]
 
 
 def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path, fresh_python):

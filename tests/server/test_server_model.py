@@ -186,3 +186,22 @@ def test_model_build_reports_progress_can_be_cancelled_and_loads_the_model(bc, t
         assert again["cached"]
     finally:
         client.shutdown()
+
+
+def test_animate_take_bakes_a_generated_motion_on_given_keys(backend, small_model, small_motion_model_path):
+    from faceforge.model import rig
+
+    z_id = rig.sample_identity(small_model, 5)[None]
+    neutral, keys = rig.expression_rig(small_model, rig.identity_codes(small_model, z_id))
+    arrays = {"neutral": neutral[0], "keys": keys[0] - neutral[0][None]}
+    params = {"path": str(small_motion_model_path), "label": "mouth_open", "seed": 1, "onset_frames": 10,
+              "hold_frames": 3, "release_frames": 5, "exact": True}  # fmt: skip
+    out = backend.call("animate.take", params, arrays=arrays, timeout=300)
+    values, rms = out["arrays"]["values"], out["arrays"]["rms_mm"]
+    assert values.shape == (18, keys.shape[1]) and rms.shape == (18,)
+    assert out["arrays"]["residual"].shape == (18, 4521, 3)
+    assert values.min() >= 0.0 and values.max() <= 1.0 and np.abs(values[0]).max() < 1e-6
+    missing = error_of(backend, "animate.take", {**params, "path": "/nonexistent/motion.pt"}, arrays)
+    assert missing.code == ErrorCode.MODEL_MISSING and "faceforge animate build" in str(missing)
+    wrong = error_of(backend, "animate.take", {**params, "label": "dancing"}, arrays)
+    assert "unknown motion label" in str(wrong)

@@ -43,8 +43,8 @@ class MotionBuildConfig:
 
     @classmethod
     def default(cls, small: bool = False, seed: int = 0) -> MotionBuildConfig:
-        from faceforge.animate.motion3dgan import Motion3DGANConfig
-        from faceforge.animate.s2d import S2DConfig
+        from faceforge.animate.dense import S2DConfig
+        from faceforge.animate.gan import Motion3DGANConfig
 
         gan = Motion3DGANConfig.tiny() if small else Motion3DGANConfig()
         s2d = S2DConfig.tiny() if small else S2DConfig()
@@ -118,8 +118,8 @@ class MotionModel:
     ) -> np.ndarray:
         """Dense displacements ``(T, V, 3)`` (metres) of a take of ``motion (30, 68, 3)`` on the face
         ``neutral (V, 3)``."""
+        from faceforge.animate.gan import to_face
         from faceforge.animate.motion import envelope
-        from faceforge.animate.motion3dgan import to_face
 
         neutral = self._check_face(neutral)
         landmark_disp = to_face(motion, neutral[self.landmarks])
@@ -190,8 +190,8 @@ def load_motion_model(path: str | os.PathLike) -> MotionModel:
     Raises:
         FaceForgeError: missing, corrupt, foreign or other-format file.
     """
-    from faceforge.animate.motion3dgan import Motion3DGAN
-    from faceforge.animate.s2d import S2DModel
+    from faceforge.animate.dense import S2DModel
+    from faceforge.animate.gan import Motion3DGAN
 
     path = Path(path)
     if not path.is_file():
@@ -225,8 +225,8 @@ def build_motion_model(
     Returns:
         The model and a report (sizes, seconds, final losses).
     """
-    from faceforge.animate.motion3dgan import landmark_curves, train_motion3dgan
-    from faceforge.animate.s2d import train_s2d
+    from faceforge.animate.dense import train_s2d
+    from faceforge.animate.gan import landmark_curves, train_motion3dgan
     from faceforge.model.face_model import topology_hash
 
     if not len(dataset.clips):

@@ -1,0 +1,591 @@
+"""S2D-Dec (Sparse2Dense Sec. 3.2, Eq. 5-6): landmark displacements -> dense mesh displacements.
+
+The decoder runs on a mesh hierarchy of the head topology, built here:
+
+- **down-sampling** by quadric-error half-edge collapse that keeps original vertices (a vertex is
+  merged into a neighbour that stays where it is), so each coarse level is a subset of the finer
+  one; every connected component keeps at least one triangle's worth of vertices;
+- **up-sampling** by barycentric weights of each fine vertex's closest point on the coarse mesh
+  (own point-to-triangle projection), exact for the vertices both levels share;
+- **spirals** per level: the vertex, then its 1-ring, 2-ring... each ring ordered counter-clockwise
+  around the vertex normal from a fixed start, cut or padded (with a zero "dummy" vertex) to a
+  fixed length.
+
+The decoder maps the 68 x 3 landmark displacement (millimetres inside the network) through a
+linear layer onto the coarsest level and up the hierarchy with spiral convolutions and ELUs to a
+3-channel displacement per vertex. It sees only displacements, so it animates any identity's
+neutral face. Loss: mean absolute error (L_dr) plus the same error weighted by each vertex's
+closeness to the landmarks (L_pr; weight ``1 / (d + d0)`` rescaled to [0, 1], ``d`` the geodesic-free
+Euclidean distance to the nearest landmark on the template, ``d0 = 5 mm``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import sparse
+from torch import nn
+
+from faceforge.errors import FaceForgeError
+from faceforge.progress import ProgressCallback, report
+
+__all__ = [
+    "MeshHierarchy",
+    "PCABaseline",
+    "S2DConfig",
+    "S2DModel",
+    "build_hierarchy",
+    "decimate",
+    "evaluate",
+    "spirals",
+    "train_s2d",
+    "training_pairs",
+    "upsampling_matrix",
+]
+
+
+# -- mesh hierarchy ------------------------------------------------------------------------------
+
+
+def _face_quadrics(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """``(V, 4, 4)`` sum of the (area-weighted) plane quadrics of each vertex's triangles."""
+    p0, p1, p2 = (vertices[faces[:, k]] for k in range(3))
+    normal = np.cross(p1 - p0, p2 - p0)
+    area = np.linalg.norm(normal, axis=1, keepdims=True)
+    unit = normal / np.maximum(area, 1e-20)
+    plane = np.concatenate([unit, -np.sum(unit * p0, axis=1, keepdims=True)], axis=1)
+    k = plane[:, :, None] * plane[:, None, :] * (0.5 * area)[:, :, None]
+    quadrics = np.zeros((len(vertices), 4, 4))
+    for c in range(3):
+        np.add.at(quadrics, faces[:, c], k)
+    return quadrics
+
+
+def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quadric half-edge collapse down to ``target`` vertices, keeping original vertices.
+
+    Returns:
+        ``kept (target,)`` sorted indices of the kept vertices and the coarse ``faces (F', 3)``
+        indexing into ``kept``.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    n = len(vertices)
+    if not 3 <= target <= n:
+        raise FaceForgeError(f"cannot decimate {n} vertices to {target}")
+    quadrics = _face_quadrics(vertices, faces)
+    homogeneous = np.concatenate([vertices, np.ones((n, 1))], axis=1)
+    tri = faces.copy()
+    alive_face = np.ones(len(tri), dtype=bool)
+    vertex_faces: list[set[int]] = [set() for _ in range(n)]
+    for f, (a, b, c) in enumerate(tri):
+        vertex_faces[a].add(f)
+        vertex_faces[b].add(f)
+        vertex_faces[c].add(f)
+    alive = np.ones(n, dtype=bool)
+    version = np.zeros(n, dtype=np.int64)
+
+    def cost(u: int, v: int) -> float:
+        x = homogeneous[v]
+        return float(x @ (quadrics[u] + quadrics[v]) @ x)
+
+    def neighbours(u: int) -> set[int]:
+        return {int(w) for f in vertex_faces[u] for w in tri[f]} - {u}
+
+    heap = [(cost(u, v), u, v, 0, 0) for u in range(n) for v in neighbours(u)]
+    heapq.heapify(heap)
+    remaining = n
+    while remaining > target and heap:
+        c, u, v, vu, vv = heapq.heappop(heap)
+        if not (alive[u] and alive[v]) or vu != version[u] or vv != version[v]:
+            continue
+        if v not in neighbours(u):
+            continue
+        # Keep components alive: never collapse a vertex whose faces would all vanish.
+        survivors = [f for f in vertex_faces[u] if v not in tri[f]]
+        if not survivors and len(vertex_faces[v] - vertex_faces[u]) == 0:
+            continue
+        # Reject collapses that flip a triangle.
+        flipped = False
+        for f in survivors:
+            a, b, d = tri[f]
+            before = np.cross(vertices[b] - vertices[a], vertices[d] - vertices[a])
+            moved = [v if w == u else w for w in (a, b, d)]
+            after = np.cross(vertices[moved[1]] - vertices[moved[0]], vertices[moved[2]] - vertices[moved[0]])
+            if np.dot(before, after) <= 0.0:
+                flipped = True
+                break
+        if flipped:
+            continue
+        for f in list(vertex_faces[u]):
+            if v in tri[f]:
+                alive_face[f] = False
+                for w in tri[f]:
+                    vertex_faces[int(w)].discard(f)
+            else:
+                tri[f][tri[f] == u] = v
+                vertex_faces[v].add(f)
+        vertex_faces[u].clear()
+        alive[u] = False
+        quadrics[v] += quadrics[u]
+        remaining -= 1
+        version[v] += 1
+        for w in neighbours(v):
+            version[w] += 1
+        for w in neighbours(v):
+            heapq.heappush(heap, (cost(v, w), v, w, version[v], version[w]))
+            heapq.heappush(heap, (cost(w, v), w, v, version[w], version[v]))
+    kept = np.flatnonzero(alive)
+    remap = -np.ones(n, dtype=np.int64)
+    remap[kept] = np.arange(len(kept))
+    coarse = remap[tri[alive_face]]
+    coarse = coarse[
+        (coarse[:, 0] != coarse[:, 1]) & (coarse[:, 1] != coarse[:, 2]) & (coarse[:, 0] != coarse[:, 2])
+    ]
+    return kept, coarse
+
+
+def _closest_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Barycentric coordinates ``(P, T, 3)`` of each point's closest point on each triangle."""
+    ab, ac = b - a, c - a
+    ap = points[:, None] - a[None]
+    d00 = np.sum(ab * ab, axis=-1)
+    d01 = np.sum(ab * ac, axis=-1)
+    d11 = np.sum(ac * ac, axis=-1)
+    d20 = np.sum(ap * ab[None], axis=-1)
+    d21 = np.sum(ap * ac[None], axis=-1)
+    denom = np.maximum(d00 * d11 - d01 * d01, 1e-30)
+    v = (d11 * d20 - d01 * d21) / denom
+    w = (d00 * d21 - d01 * d20) / denom
+    bary = np.stack([1.0 - v - w, v, w], axis=-1)
+    # Outside the triangle: clamp to the simplex and renormalize (a close, cheap approximation of
+    # the exact edge projection, exact inside and at the vertices).
+    bary = np.clip(bary, 0.0, None)
+    return bary / np.maximum(bary.sum(axis=-1, keepdims=True), 1e-30)
+
+
+def upsampling_matrix(
+    fine: np.ndarray,
+    coarse_vertices: np.ndarray,
+    coarse_faces: np.ndarray,
+    kept: np.ndarray,
+    chunk: int = 256,
+) -> sparse.csr_matrix:
+    """``(V_fine, V_coarse)`` barycentric weights of each fine vertex on its closest coarse triangle;
+    kept vertices map to themselves with weight 1."""
+    a, b, c = (coarse_vertices[coarse_faces[:, k]] for k in range(3))
+    rows, cols, vals = [], [], []
+    for start in range(0, len(fine), chunk):
+        points = fine[start : start + chunk]
+        bary = _closest_on_triangles(points, a, b, c)
+        closest = np.einsum("ptk,tkd->ptd", bary, np.stack([a, b, c], axis=1))
+        distance = np.linalg.norm(closest - points[:, None], axis=-1)
+        best = np.argmin(distance, axis=1)
+        for i, t in enumerate(best):
+            for k in range(3):
+                rows.append(start + i)
+                cols.append(int(coarse_faces[t, k]))
+                vals.append(float(bary[i, t, k]))
+    matrix = sparse.coo_matrix((vals, (rows, cols)), shape=(len(fine), len(coarse_vertices))).tolil()
+    for j, i in enumerate(kept):
+        matrix.rows[i], matrix.data[i] = [j], [1.0]
+    return matrix.tocsr()
+
+
+def spirals(vertices: np.ndarray, faces: np.ndarray, length: int) -> np.ndarray:
+    """``(V, length)`` spiral indices (the vertex, its rings counter-clockwise); ``V`` pads.
+
+    Each ring is ordered by angle around the vertex normal, starting from the direction of the
+    vertex's lowest-index neighbour, so the order is the same for every mesh of the topology.
+    """
+    n = len(vertices)
+    neighbours: list[set[int]] = [set() for _ in range(n)]
+    for a, b, c in faces:
+        neighbours[a] |= {b, c}
+        neighbours[b] |= {a, c}
+        neighbours[c] |= {a, b}
+    p0, p1, p2 = (vertices[faces[:, k]] for k in range(3))
+    face_normal = np.cross(p1 - p0, p2 - p0)
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, faces[:, k], face_normal)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
+    out = np.full((n, length), n, dtype=np.int64)
+    for v in range(n):
+        seq, seen, ring = [v], {v}, [v]
+        if neighbours[v]:
+            ref = vertices[min(neighbours[v])] - vertices[v]
+        else:
+            ref = np.array([1.0, 0.0, 0.0])
+        axis_x = ref - np.dot(ref, normals[v]) * normals[v]
+        axis_x /= max(np.linalg.norm(axis_x), 1e-20)
+        axis_y = np.cross(normals[v], axis_x)
+        while len(seq) < length:
+            nxt = sorted({w for u in ring for w in neighbours[u]} - seen)
+            if not nxt:
+                break
+            offsets = vertices[nxt] - vertices[v]
+            angles = np.arctan2(offsets @ axis_y, offsets @ axis_x) % (2 * np.pi)
+            nxt = [nxt[i] for i in np.argsort(angles, kind="stable")]
+            seq.extend(nxt)
+            seen.update(nxt)
+            ring = nxt
+        seq = seq[:length]
+        out[v, : len(seq)] = seq
+    return out
+
+
+@dataclass
+class MeshHierarchy:
+    """Levels of a mesh, finest first.
+
+    Attributes:
+        vertices: per level ``(V_l, 3)`` template positions.
+        faces: per level ``(F_l, 3)``.
+        kept: per coarser level, indices of its vertices in the level above.
+        up: per coarser level, the ``(V_{l-1}, V_l)`` up-sampling matrix.
+        spirals: per level ``(V_l, L)`` spiral indices (``V_l`` = the zero pad vertex).
+    """
+
+    vertices: list[np.ndarray]
+    faces: list[np.ndarray]
+    kept: list[np.ndarray]
+    up: list[sparse.csr_matrix]
+    spirals: list[np.ndarray]
+
+
+def build_hierarchy(
+    vertices: np.ndarray, faces: np.ndarray, factors: tuple[int, ...] = (4, 4, 4, 4), spiral_length: int = 9
+) -> MeshHierarchy:
+    """Decimate by each factor in turn, with up-sampling matrices and spirals per level."""
+    levels_v, levels_f = [np.asarray(vertices, np.float64)], [np.asarray(faces, np.int64)]
+    kept_all, up_all = [], []
+    for factor in factors:
+        v, f = levels_v[-1], levels_f[-1]
+        kept, coarse_faces = decimate(v, f, max(len(v) // factor, 4))
+        coarse_vertices = v[kept]
+        up_all.append(upsampling_matrix(v, coarse_vertices, coarse_faces, kept))
+        kept_all.append(kept)
+        levels_v.append(coarse_vertices)
+        levels_f.append(coarse_faces)
+    spiral_all = [spirals(v, f, spiral_length) for v, f in zip(levels_v, levels_f, strict=True)]
+    return MeshHierarchy(levels_v, levels_f, kept_all, up_all, spiral_all)
+
+
+# -- the decoder ----------------------------------------------------------------------------------
+
+
+def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[:, index]`` for ``x (B, V, C)`` via ``index_select`` on a ``(V, B * C)`` view: its backward
+    is a row-wise ``index_add_``, many times faster on a CPU than the scatter of advanced indexing."""
+    b, v, c = x.shape
+    rows = x.permute(1, 0, 2).reshape(v, b * c)
+    return rows.index_select(0, index).reshape(len(index), b, c).permute(1, 0, 2)
+
+
+class SpiralConv(nn.Module):
+    """Gather each vertex's spiral neighbourhood, concatenate, linear map."""
+
+    def __init__(self, in_channels: int, out_channels: int, spiral: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("spiral", torch.as_tensor(spiral, dtype=torch.int64))
+        self.linear = nn.Linear(in_channels * spiral.shape[1], out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, V, C)
+        padded = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)
+        gathered = _gather_rows(padded, self.spiral.reshape(-1))
+        gathered = gathered.reshape(len(x), *self.spiral.shape, x.shape[-1])
+        return self.linear(gathered.reshape(len(x), self.spiral.shape[0], -1))
+
+
+class S2DDecoder(nn.Module):
+    """Linear onto the coarsest level, then (up-sample, spiral conv, ELU) per level, and a last
+    spiral conv to 3 channels."""
+
+    def __init__(self, hierarchy: MeshHierarchy, channels: tuple[int, ...], n_landmarks: int = 68) -> None:
+        super().__init__()
+        levels = len(hierarchy.vertices)
+        if len(channels) != levels:
+            raise FaceForgeError(f"{levels} levels need {levels} channel counts, got {len(channels)}")
+        self.coarsest = len(hierarchy.vertices[-1])
+        self.channels = channels
+        self.inp = nn.Linear(n_landmarks * 3, self.coarsest * channels[-1])
+        # Up-sampling as a gather: each fine vertex blends at most 3 coarse vertices.
+        self.n_ups = len(hierarchy.up)
+        for k, matrix in enumerate(hierarchy.up):
+            csr = matrix.tocsr()
+            index = np.zeros((csr.shape[0], 3), dtype=np.int64)
+            weight = np.zeros((csr.shape[0], 3), dtype=np.float32)
+            for row in range(csr.shape[0]):
+                cols = csr.indices[csr.indptr[row] : csr.indptr[row + 1]][:3]
+                vals = csr.data[csr.indptr[row] : csr.indptr[row + 1]][:3]
+                index[row, : len(cols)], weight[row, : len(vals)] = cols, vals
+                index[row, len(cols) :] = cols[0]  # with weight 0
+            self.register_buffer(f"up_index_{k}", torch.as_tensor(index))
+            self.register_buffer(f"up_weight_{k}", torch.as_tensor(weight))
+        self.convs = nn.ModuleList(
+            SpiralConv(channels[k + 1], channels[k], hierarchy.spirals[k]) for k in range(levels - 1)
+        )
+        self.out = SpiralConv(channels[0], 3, hierarchy.spirals[0])
+
+    def _up(self, k: int, x: torch.Tensor) -> torch.Tensor:  # (B, V_coarse, C) -> (B, V_fine, C)
+        index, weight = getattr(self, f"up_index_{k}"), getattr(self, f"up_weight_{k}")
+        gathered = _gather_rows(x, index.reshape(-1)).reshape(len(x), *index.shape, x.shape[-1])
+        return torch.sum(gathered * weight[None, :, :, None], dim=2)
+
+    def forward(self, landmarks: torch.Tensor) -> torch.Tensor:  # (B, 68*3) mm -> (B, V, 3) mm
+        x = self.inp(landmarks).reshape(len(landmarks), self.coarsest, self.channels[-1])
+        for k in reversed(range(len(self.convs))):
+            x = nn.functional.elu(self.convs[k](self._up(k, x)))
+        return self.out(x)
+
+
+@dataclass
+class S2DConfig:
+    """Settings of :func:`train_s2d` (defaults: the default dataset in minutes on a CPU)."""
+
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-5
+    lr_decay: float = 0.97
+    channels: tuple[int, ...] = (8, 16, 32, 64, 64)
+    factors: tuple[int, ...] = (4, 4, 4, 4)
+    spiral_length: int = 9
+    clip_frames: int = 4
+    landmark_weight: float = 1.0
+    max_samples_per_epoch: int = 2000
+
+    @classmethod
+    def tiny(cls, seed: int = 0) -> S2DConfig:
+        return cls(
+            seed=seed, epochs=6, learning_rate=3e-3, channels=(4, 8, 8, 16, 16), clip_frames=2,
+            max_samples_per_epoch=400,
+        )  # fmt: skip
+
+
+def training_pairs(
+    dataset,  # noqa: ANN001 - FaceDataset
+    identities: np.ndarray,
+    clip_frames: int = 4,
+    expressions: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(landmark_disp (N, 68, 3), dense_disp (N, V, 3))`` in metres: every static expression of the
+    identities (or ``expressions`` only) and ``clip_frames`` evenly spaced frames of their clips,
+    as displacements from each identity's neutral."""
+    index = np.asarray(dataset.landmarks["ibug68"])
+    identities = set(int(i) for i in identities)
+    dense = []
+    for i in sorted(identities):
+        faces = np.asarray(dataset.vertices[i], dtype=np.float32)
+        chosen = np.arange(1, len(faces)) if expressions is None else np.asarray(expressions)
+        dense.append(faces[chosen] - faces[0])
+    if clip_frames:
+        for clip in dataset.clips:
+            if int(clip.identity) in identities:
+                frames = np.asarray(clip.frames, dtype=np.float32)
+                pick = np.linspace(1, len(frames) - 1, clip_frames).round().astype(int)
+                dense.append(frames[pick] - frames[0])
+    if not dense:
+        raise FaceForgeError("no training pairs: no identities given")
+    dense_all = np.concatenate(dense)
+    return dense_all[:, index], dense_all
+
+
+class S2DModel:
+    """The trained decoder with what it needs: hierarchy, landmark indices and closeness weights."""
+
+    def __init__(self, hierarchy: MeshHierarchy, landmarks: np.ndarray, config: S2DConfig) -> None:
+        self.hierarchy = hierarchy
+        self.landmarks = np.asarray(landmarks, dtype=np.int64)
+        self.config = config
+        self.decoder = S2DDecoder(hierarchy, tuple(config.channels), len(self.landmarks))
+
+    @property
+    def n_vertices(self) -> int:
+        return len(self.hierarchy.vertices[0])
+
+    def decode(self, landmark_disp: np.ndarray, batch: int = 256) -> np.ndarray:
+        """``(T, V, 3)`` dense displacements (metres) of landmark displacements ``(T, 68, 3)``.
+
+        The decoder's answer to no motion at all (its biases) is subtracted, so that a still face
+        stays exactly still and a take starts and ends exactly on the neutral face.
+        """
+        landmark_disp = np.asarray(landmark_disp, dtype=np.float32)
+        if landmark_disp.ndim != 3 or landmark_disp.shape[1:] != (len(self.landmarks), 3):
+            raise FaceForgeError(
+                f"landmark displacements must be (T, {len(self.landmarks)}, 3), got {landmark_disp.shape}"
+            )
+        device = next(self.decoder.parameters()).device
+        out = []
+        with torch.no_grad():
+            still = self.decoder(torch.zeros(1, len(self.landmarks) * 3, device=device)).cpu().numpy() * 1e-3
+            for start in range(0, len(landmark_disp), batch):
+                x = torch.as_tensor(landmark_disp[start : start + batch] * 1e3, device=device).reshape(
+                    -1, len(self.landmarks) * 3
+                )
+                out.append(self.decoder(x).cpu().numpy() * 1e-3 - still)
+        return (
+            np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.n_vertices, 3), np.float32)
+        )
+
+    def to_payload(self) -> dict:
+        h = self.hierarchy
+        return {
+            "config": dataclasses.asdict(self.config),
+            "landmarks": torch.as_tensor(self.landmarks),
+            "vertices": [torch.as_tensor(v) for v in h.vertices],
+            "faces": [torch.as_tensor(f) for f in h.faces],
+            "kept": [torch.as_tensor(k) for k in h.kept],
+            "up": [
+                {
+                    "row": torch.as_tensor(m.tocoo().row.astype(np.int64)),
+                    "col": torch.as_tensor(m.tocoo().col.astype(np.int64)),
+                    "data": torch.as_tensor(m.tocoo().data),
+                    "shape": list(m.shape),
+                }
+                for m in h.up
+            ],  # fmt: skip
+            "spirals": [torch.as_tensor(s) for s in h.spirals],
+            "state": {k: v.detach().cpu() for k, v in self.decoder.state_dict().items()},
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> S2DModel:
+        config = dict(payload["config"])
+        for key in ("channels", "factors"):
+            config[key] = tuple(config[key])
+        up = [
+            sparse.coo_matrix(
+                (u["data"].numpy(), (u["row"].numpy(), u["col"].numpy())), shape=tuple(u["shape"])
+            ).tocsr()
+            for u in payload["up"]
+        ]
+        hierarchy = MeshHierarchy(
+            [v.numpy() for v in payload["vertices"]],
+            [f.numpy() for f in payload["faces"]],
+            [k.numpy() for k in payload["kept"]],
+            up,
+            [s.numpy() for s in payload["spirals"]],
+        )
+        model = cls(hierarchy, payload["landmarks"].numpy(), S2DConfig(**config))
+        model.decoder.load_state_dict(payload["state"])
+        model.decoder.eval()
+        return model
+
+
+def landmark_closeness(vertices: np.ndarray, landmarks: np.ndarray, d0: float = 0.005) -> np.ndarray:
+    """``(V,)`` weights in [0, 1]: ``1 / (d + d0)`` rescaled, ``d`` the distance to the nearest landmark."""
+    distance = np.min(np.linalg.norm(vertices[:, None] - vertices[landmarks][None], axis=-1), axis=1)
+    inverse = 1.0 / (distance + d0)
+    return ((inverse - inverse.min()) / max(inverse.max() - inverse.min(), 1e-12)).astype(np.float32)
+
+
+def train_s2d(
+    dataset,  # noqa: ANN001
+    train_identities: np.ndarray,
+    config: S2DConfig | None = None,
+    progress: ProgressCallback | None = None,
+    expressions: np.ndarray | None = None,
+) -> tuple[S2DModel, dict]:
+    """Train S2D-Dec on the identities' static expressions (or ``expressions``) and clip frames."""
+    config = config or S2DConfig()
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    template = np.asarray(dataset.vertices[int(np.min(train_identities)), 0], dtype=np.float64)
+    hierarchy = build_hierarchy(template, dataset.faces, config.factors, config.spiral_length)
+    hierarchy_seconds = time.perf_counter() - started
+    landmarks = np.asarray(dataset.landmarks["ibug68"])
+    model = S2DModel(hierarchy, landmarks, config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    decoder = model.decoder.to(device)
+    x_all, y_all = training_pairs(dataset, train_identities, config.clip_frames, expressions)
+    x_all = torch.as_tensor(x_all.reshape(len(x_all), -1) * 1e3)
+    y_all = torch.as_tensor(y_all * 1e3)
+    weights = torch.as_tensor(landmark_closeness(template, landmarks), device=device)[None, :, None]
+    optimizer = torch.optim.Adam(
+        decoder.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay)
+    history: dict = {
+        "loss": [],
+        "n_pairs": int(len(x_all)),
+        "hierarchy_sizes": [len(v) for v in hierarchy.vertices],
+    }
+    decoder.train()
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(x_all))[: config.max_samples_per_epoch]
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            index = torch.as_tensor(order[start : start + config.batch_size])
+            x, y = x_all[index].to(device), y_all[index].to(device)
+            error = (decoder(x) - y).abs()
+            loss = error.mean() + config.landmark_weight * (weights * error).mean()  # L_dr + L_pr (mm)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        schedule.step()
+        history["loss"].append(float(np.mean(losses)))
+        report(progress, epoch + 1, config.epochs, f"loss {history['loss'][-1]:.3f} mm")
+    decoder.eval()
+    decoder.cpu()
+    history["parameters"] = int(sum(p.numel() for p in decoder.parameters()))
+    history["hierarchy_seconds"] = round(hierarchy_seconds, 2)
+    history["seconds"] = round(time.perf_counter() - started, 2)
+    history["final_loss"] = history["loss"][-1] if history["loss"] else None
+    return model, history
+
+
+class PCABaseline:
+    """The PCA-fitting baseline of Table 1: a PCA of training dense displacements, whose
+    coefficients are fitted (ridge least squares) to the landmark rows."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray, landmarks: np.ndarray, ridge: float) -> None:
+        self.mean, self.components, self.landmarks, self.ridge = (
+            mean,
+            components,
+            np.asarray(landmarks),
+            ridge,
+        )
+
+    @classmethod
+    def fit(
+        cls, dense_disp: np.ndarray, landmarks: np.ndarray, n_components: int = 40, ridge: float = 1e-3
+    ) -> PCABaseline:
+        x = np.asarray(dense_disp, dtype=np.float64).reshape(len(dense_disp), -1)
+        mean = x.mean(axis=0)
+        _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+        k = min(n_components, len(s))
+        return cls(mean, vt[:k] * s[:k, None] / np.sqrt(len(x)), landmarks, ridge)
+
+    def predict(self, landmark_disp: np.ndarray) -> np.ndarray:
+        n_vertices = self.mean.size // 3
+        rows = (self.landmarks[:, None] * 3 + np.arange(3)).reshape(-1)
+        basis = self.components[:, rows].T  # (204, k)
+        target = np.asarray(landmark_disp, dtype=np.float64).reshape(len(landmark_disp), -1) - self.mean[rows]
+        lhs = (
+            basis.T @ basis + self.ridge * np.eye(basis.shape[1]) * np.trace(basis.T @ basis) / basis.shape[1]
+        )
+        coefficients = np.linalg.solve(lhs, basis.T @ target.T).T
+        return (self.mean + coefficients @ self.components).reshape(-1, n_vertices, 3).astype(np.float32)
+
+    def decode(self, landmark_disp: np.ndarray) -> np.ndarray:
+        return self.predict(landmark_disp)
+
+
+def evaluate(model, dataset, identities: np.ndarray, expressions: np.ndarray | None = None) -> dict:  # noqa: ANN001
+    """Mean per-vertex error (mm) of a decoder (anything with ``decode``) on the identities'
+    static expressions (or ``expressions`` only)."""
+    x, y = training_pairs(dataset, identities, clip_frames=0, expressions=expressions)
+    predicted = model.decode(x)
+    per_vertex = np.linalg.norm(predicted - y, axis=-1) * 1e3
+    per_face = per_vertex.mean(axis=1)
+    return {"mean_mm": float(per_vertex.mean()), "std_mm": float(per_face.std()), "n_faces": int(len(x))}

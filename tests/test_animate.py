@@ -1,0 +1,173 @@
+"""SRVF shape space, Motion3DGAN, S2D-Dec and the motion model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from faceforge.animate import dense, gan
+from faceforge.animate import shape_space as ss
+from faceforge.errors import FaceForgeError
+
+
+def random_sphere_points(rng, n, shape=(29, 12)):
+    points = rng.normal(size=(n, *shape))
+    return np.stack([p / np.sqrt(ss.inner(p, p)) for p in points])
+
+
+def test_srvf_decode_inverts_encode():
+    rng = np.random.default_rng(0)
+    curve = np.cumsum(rng.normal(size=(30, 12)), axis=0)
+    q, start, length = ss.encode(curve)
+    assert q.shape == (29, 12) and ss.inner(q, q) == pytest.approx(1.0)
+    np.testing.assert_allclose(ss.decode(q, start, length), curve, atol=1e-10)
+    # A still curve encodes with length 0 and decodes to its start.
+    still = np.ones((30, 12))
+    np.testing.assert_allclose(ss.decode(*ss.encode(still)), still)
+
+
+def test_log_and_exp_are_inverse_and_safe_at_the_extremes():
+    rng = np.random.default_rng(1)
+    mu, q = random_sphere_points(rng, 2)
+    v = ss.log_map(mu, q)
+    assert abs(ss.inner(v, mu)) < 1e-10  # tangent
+    np.testing.assert_allclose(ss.exp_map(mu, v), q, atol=1e-9)
+    w = ss.project_tangent(mu, rng.normal(size=mu.shape))
+    w *= 2.0 / np.sqrt(ss.inner(w, w))  # |w| = 2 < pi
+    np.testing.assert_allclose(ss.log_map(mu, ss.exp_map(mu, w)), w, atol=1e-9)
+    assert np.all(np.isfinite(ss.log_map(mu, mu))) and np.allclose(ss.log_map(mu, mu), 0.0)
+    assert np.all(np.isfinite(ss.log_map(mu, -mu)))
+    near = ss.exp_map(mu, 1e-9 * w)
+    assert np.all(np.isfinite(ss.log_map(mu, near)))
+    np.testing.assert_allclose(ss.exp_map(mu, np.zeros_like(mu)), mu)
+
+
+def test_karcher_mean_of_symmetric_points_is_their_centre():
+    rng = np.random.default_rng(2)
+    (mu,) = random_sphere_points(rng, 1)
+    directions = [ss.project_tangent(mu, rng.normal(size=mu.shape)) for _ in range(3)]
+    directions = [0.4 * d / np.sqrt(ss.inner(d, d)) for d in directions]
+    points = np.stack([ss.exp_map(mu, s * d) for d in directions for s in (1.0, -1.0)])
+    np.testing.assert_allclose(ss.karcher_mean(points), mu, atol=1e-6)
+    half = ss.geodesic(points[0], points[1], 0.5)
+    np.testing.assert_allclose(half, mu, atol=1e-9)
+
+
+def test_arc_length_resampling_gives_uniform_speed():
+    t = np.linspace(0.0, 1.0, 50) ** 3  # slow start, fast end
+    curve = np.stack([t, 2 * t], axis=1)
+    out = ss.resample_arc_length(curve, 30)
+    steps = np.linalg.norm(np.diff(out, axis=0), axis=1)
+    np.testing.assert_allclose(steps, steps.mean(), rtol=1e-3)
+    with pytest.raises(FaceForgeError):
+        ss.normalize_frames(np.zeros((3, 68, 3)))
+
+
+
+
+@pytest.fixture(scope="module")
+def tiny_gan(small_dataset):
+    curves, labels, _ = gan.landmark_curves(small_dataset)
+    model, history = gan.train_motion3dgan(curves, labels, gan.Motion3DGANConfig.tiny())
+    return model, history
+
+
+@pytest.mark.anny
+def test_motion3dgan_generates_reproducible_motions_on_the_sphere(tiny_gan):
+    model, history = tiny_gan
+    assert len(model.labels) == 12 and np.all(np.isfinite(history["critic_loss"]))
+    q = model.generate_srvf("high_smile", 4, seed=3)
+    assert np.allclose([ss.inner(x, x) for x in q], 1.0, atol=1e-4)
+    a, b = model.generate("high_smile", 2, seed=3), model.generate("high_smile", 2, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, 30, 68, 3) and np.all(a[:, 0] == 0.0)
+    assert not np.allclose(a, model.generate("high_smile", 2, seed=4))
+    path = model.interpolate("high_smile", "mouth_open", 5, seed_a=3, seed_b=1)
+    np.testing.assert_allclose(path[0], a[0], atol=1e-6)
+    np.testing.assert_allclose(path[-1], model.generate("mouth_open", 1, seed=1)[0], atol=1e-6)
+    clone = gan.Motion3DGAN.from_payload(model.to_payload())
+    np.testing.assert_array_equal(clone.generate("eyebrow", 1, seed=7), model.generate("eyebrow", 1, seed=7))
+    with pytest.raises(FaceForgeError, match="unknown motion label"):
+        model.generate("dancing")
+
+
+@pytest.mark.anny
+def test_classifier_and_frechet_distance(small_dataset):
+    curves, labels, _ = gan.landmark_curves(small_dataset)
+    motion = gan.motion_curves(curves)
+    names = sorted(set(labels))
+    ids = np.array([names.index(lab) for lab in labels])
+    classifier = gan.train_classifier(motion, ids, len(names), epochs=15)
+    assert gan.classifier_accuracy(classifier, motion, ids) > 0.5  # well above chance (1/12)
+    features = gan.classifier_features(classifier, motion)
+    assert gan.frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
+    assert gan.frechet_distance(features, features + 1.0) > 1.0
+
+
+@pytest.fixture(scope="module")
+def head(small_dataset):
+    return np.asarray(small_dataset.vertices[0, 0], np.float64), np.asarray(small_dataset.faces)
+
+
+@pytest.mark.anny
+def test_decimation_keeps_original_vertices_and_upsampling_is_barycentric(head):
+    vertices, faces = head
+    hierarchy = dense.build_hierarchy(vertices, faces, (4, 4))
+    assert [len(v) for v in hierarchy.vertices] == [4521, 1130, 282]
+    for level, kept in enumerate(hierarchy.kept):
+        np.testing.assert_array_equal(hierarchy.vertices[level + 1], hierarchy.vertices[level][kept])
+        up = hierarchy.up[level]
+        assert up.min() >= 0.0
+        np.testing.assert_allclose(np.asarray(up.sum(axis=1)).ravel(), 1.0)
+        upsampled = up @ hierarchy.vertices[level + 1]
+        np.testing.assert_allclose(upsampled[kept], hierarchy.vertices[level][kept])
+        assert hierarchy.faces[level + 1].max() < len(kept)
+    spiral = hierarchy.spirals[0]
+    assert spiral.shape == (4521, 9) and np.all(spiral[:, 0] == np.arange(4521))
+    ring = {int(w) for f in faces if 0 in f for w in f} - {0}
+    assert ring <= set(spiral[0].tolist())
+
+
+@pytest.mark.anny
+def test_s2d_learns_and_round_trips(small_dataset):
+    train, test = small_dataset.split("train"), small_dataset.split("test")
+    model, history = dense.train_s2d(small_dataset, train, dense.S2DConfig.tiny())
+    assert history["loss"][-1] < history["loss"][0]
+    landmarks, target = dense.training_pairs(small_dataset, train, 0)
+    error = np.linalg.norm(model.decode(landmarks) - target, axis=-1).mean()
+    assert error < 0.9 * np.linalg.norm(target, axis=-1).mean()  # clearly better than no motion
+    clone = dense.S2DModel.from_payload(model.to_payload())
+    np.testing.assert_array_equal(clone.decode(landmarks[:5]), model.decode(landmarks[:5]))
+    assert dense.evaluate(model, small_dataset, test)["mean_mm"] > 0
+    with pytest.raises(FaceForgeError):
+        model.decode(np.zeros((2, 10, 3)))
+
+
+def test_pca_baseline_recovers_a_linear_model():
+    rng = np.random.default_rng(3)
+    basis = rng.normal(size=(5, 300))
+    data = (rng.normal(size=(200, 5)) @ basis).reshape(200, 100, 3)
+    landmarks = np.arange(0, 100, 3)[:34]
+    baseline = dense.PCABaseline.fit(data, landmarks, n_components=5, ridge=1e-9)
+    np.testing.assert_allclose(baseline.predict(data[:10, landmarks]), data[:10], atol=1e-4)
+
+
+@pytest.mark.anny
+def test_motion_model_file_takes_and_transfers(small_motion_model_path, small_dataset, tmp_path):
+    from faceforge.animate.bundle import load_motion_model
+
+    model = load_motion_model(small_motion_model_path)
+    neutral = np.asarray(small_dataset.vertices[3, 0])
+    motion = model.landmark_motion("high_smile", seed=2)
+    take = model.take(neutral, motion, onset_frames=20, hold_frames=4, release_frames=6)
+    assert take.shape == (30, 4521, 3) and np.abs(take[0]).max() < 1e-3
+    blended = model.landmark_motion("high_smile", 2, "mouth_open", 1, blend=0.5)
+    assert blended.shape == (30, 68, 3) and not np.allclose(blended, motion)
+    clip = next(c for c in small_dataset.clips if c.identity == 3)
+    moved = model.transfer(np.asarray(clip.frames), neutral)
+    assert moved.shape == (len(clip.frames), 4521, 3)
+    with pytest.raises(FaceForgeError, match="68 landmarks"):
+        model.transfer(np.zeros((4, 10, 3)), neutral)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"nope")
+    with pytest.raises(FaceForgeError, match="not a readable"):
+        load_motion_model(broken)
