@@ -268,6 +268,16 @@ class FACEFORGE_OT_transfer_motion(_JobOperator, Operator):
         return jobs.TransferMotion(context)
 
 
+class FACEFORGE_OT_simulate(_JobOperator, Operator):
+    """Simulate the active face's animation over the frame range (soft tissue, bones, lips) as a take"""
+
+    bl_idname = "faceforge.simulate"
+    bl_label = "Simulate Take"
+
+    def make_job(self, context):
+        return jobs.SimulateTake(context)
+
+
 class FACEFORGE_OT_load_model(_JobOperator, Operator):
     """Load the scene's model file into the backend"""
 
@@ -360,4 +370,5 @@ classes = (
     FACEFORGE_OT_bake_take,
     FACEFORGE_OT_interpolate_takes,
     FACEFORGE_OT_transfer_motion,
+    FACEFORGE_OT_simulate,
 )

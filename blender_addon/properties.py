@@ -176,6 +176,43 @@ class FaceForgeAnimateSettings(PropertyGroup):
     )  # fmt: skip
 
 
+RESOLUTION_ITEMS = (
+    ("6.8", "6.8 mm", "Coarsest lattice of the paper's study (fast preview)"),
+    ("4.5", "4.5 mm", "Coarse lattice"),
+    ("3.0", "3.0 mm", "Medium lattice"),
+    ("2.0", "2.0 mm", "The paper's default resolution"),
+    ("1.3", "1.3 mm", "Finest lattice (slow, memory hungry)"),
+)
+
+
+class FaceForgePhysicsSettings(PropertyGroup):
+    """Settings of the Physics panel, available as ``scene.faceforge_physics``."""
+
+    frame_start: IntProperty(name="Start", description="First frame to simulate", default=1)
+    frame_end: IntProperty(name="End", description="Last frame to simulate", default=24)
+    resolution: EnumProperty(
+        name="Resolution", description="Spacing of the hexahedral lattice over the soft tissue",
+        items=RESOLUTION_ITEMS, default="4.5",
+    )  # fmt: skip
+    contact: BoolProperty(
+        name="Lip Contact", description="Keep lips from passing through each other and the teeth (IPC)",
+        default=True,
+    )  # fmt: skip
+    gravity: BoolProperty(name="Gravity", description="Let gravity pull the soft tissue", default=False)
+    gravity_direction: FloatVectorProperty(
+        name="Direction", description="Direction of gravity in world space (9.81 m/s^2 along it)",
+        default=(0.0, 0.0, -1.0), size=3, subtype="DIRECTION",
+    )  # fmt: skip
+    paralysis_group: StringProperty(
+        name="Paralysis", description="Vertex group whose weights (0-1) remove the muscles' actuation",
+        default="",
+    )  # fmt: skip
+    jaw_scale: FloatProperty(
+        name="Jaw Scale", description="Scale the jaw bone (bone reshaping); 1 keeps the anatomy",
+        default=1.0, min=0.5, max=1.5,
+    )  # fmt: skip
+
+
 class FaceForgeObjectSettings(PropertyGroup):
     """What FaceForge knows about an object it made or rigged, available as ``object.faceforge``."""
 
@@ -204,21 +241,29 @@ class FaceForgeJobState(PropertyGroup):
     message: StringProperty(default="")
 
 
-classes = (FaceForgeSceneSettings, FaceForgeAnimateSettings, FaceForgeObjectSettings, FaceForgeJobState)
+classes = (
+    FaceForgeSceneSettings,
+    FaceForgeAnimateSettings,
+    FaceForgePhysicsSettings,
+    FaceForgeObjectSettings,
+    FaceForgeJobState,
+)
 
 
 def attach():
     """Add the ``faceforge`` pointer properties to their ID types (after the classes are registered)."""
     bpy.types.Scene.faceforge = PointerProperty(type=FaceForgeSceneSettings)
     bpy.types.Scene.faceforge_animate = PointerProperty(type=FaceForgeAnimateSettings)
+    bpy.types.Scene.faceforge_physics = PointerProperty(type=FaceForgePhysicsSettings)
     bpy.types.Object.faceforge = PointerProperty(type=FaceForgeObjectSettings)
     bpy.types.WindowManager.faceforge = PointerProperty(type=FaceForgeJobState)
 
 
 def detach():
     """Remove the pointer properties added by :func:`attach` (before the classes are unregistered)."""
-    if hasattr(bpy.types.Scene, "faceforge_animate"):
-        del bpy.types.Scene.faceforge_animate
+    for name in ("faceforge_animate", "faceforge_physics"):
+        if hasattr(bpy.types.Scene, name):
+            delattr(bpy.types.Scene, name)
     for owner in (bpy.types.Scene, bpy.types.Object, bpy.types.WindowManager):
         if hasattr(owner, "faceforge"):
             del owner.faceforge

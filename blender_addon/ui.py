@@ -146,6 +146,34 @@ class VIEW3D_PT_faceforge_animate(_FaceForgePanel, Panel):
         layout.operator("faceforge.transfer_motion", icon="CON_TRANSLIKE")
 
 
+class VIEW3D_PT_faceforge_physics(_FaceForgePanel, Panel):
+    """Physics: simulate the face's animation with soft tissue, bones and lip contact; bake a take."""
+
+    bl_idname = "VIEW3D_PT_faceforge_physics"
+    bl_label = "Physics"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.faceforge_physics
+        row = layout.row(align=True)
+        row.prop(settings, "frame_start")
+        row.prop(settings, "frame_end")
+        layout.prop(settings, "resolution")
+        layout.prop(settings, "contact")
+        row = layout.row(align=True)
+        row.prop(settings, "gravity")
+        sub = row.row(align=True)
+        sub.active = settings.gravity
+        sub.prop(settings, "gravity_direction", text="")
+        obj = context.active_object
+        if obj is not None and obj.type == "MESH":
+            layout.prop_search(settings, "paralysis_group", obj, "vertex_groups")
+        else:
+            layout.prop(settings, "paralysis_group")
+        layout.prop(settings, "jaw_scale")
+        layout.operator("faceforge.simulate", icon="PHYSICS")
+
+
 def _wrap(text: str, width: int) -> list[str]:
     words, lines, line = text.split(), [], ""
     for word in words:
@@ -163,4 +191,5 @@ classes = (
     VIEW3D_PT_faceforge_generate,
     VIEW3D_PT_faceforge_edit,
     VIEW3D_PT_faceforge_animate,
+    VIEW3D_PT_faceforge_physics,
 )

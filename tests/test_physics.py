@@ -14,7 +14,7 @@ from faceforge.physics.fem import (
 )
 from faceforge.physics.material import build_material_space, trilinear_weights
 from faceforge.physics.simulate import PhysicalFace, mouth_mesh
-from faceforge.physics.solver import FaceSolver, PhysicsOptions
+from faceforge.physics.solver import PhysicsOptions
 
 pytestmark = pytest.mark.anny
 
@@ -161,14 +161,7 @@ def face(head):
 @pytest.fixture(scope="module")
 def face_free(face):
     """The same material space without contact handling."""
-    out = PhysicalFace.__new__(PhysicalFace)
-    out.material = face.material
-    out.options = PhysicsOptions(contact=False)
-    out.solver = FaceSolver(face.material, out.options)
-    from faceforge.physics.actuation import ActuationFitter
-
-    out.fitter = ActuationFitter(out.solver)
-    return out
+    return PhysicalFace.from_material(face.material, PhysicsOptions(contact=False))
 
 
 def test_material_space_embeds_skin_and_bones(face, head):

@@ -32,7 +32,8 @@ class SimulationResult:
         frames: ``(T, V, 3)`` simulated heads (m).
         v2v_mm: ``(T,)`` mean sim-vs-target distance over the simulated skin (mm).
         iterations: ``(T,)`` solver iterations; seconds: ``(T,)`` wall time of each frame's solve.
-        jaw: ``(T, 4, 4)`` jaw transforms.
+        jaw: ``(T, 4, 4)`` jaw transforms reached (with contact the jaw can stop short of the
+            actuation's when teeth meet lips it cannot push away).
         converged: ``(T,)`` bool.
     """
 
@@ -108,6 +109,18 @@ class PhysicalFace:
         report(progress, 3, 3, "ready")
         self.setup_seconds = time.perf_counter() - start
 
+    @classmethod
+    def from_material(cls, material: MaterialSpace, options: PhysicsOptions | None = None) -> PhysicalFace:
+        """A face on an existing material space (e.g. the same lattice with other options)."""
+        face = cls.__new__(cls)
+        start = time.perf_counter()
+        face.material = material
+        face.options = options or PhysicsOptions()
+        face.solver = FaceSolver(material, face.options)
+        face.fitter = ActuationFitter(face.solver)
+        face.setup_seconds = time.perf_counter() - start
+        return face
+
     @property
     def rest(self) -> np.ndarray:
         return self.material.rest_vertices
@@ -174,13 +187,13 @@ class PhysicalFace:
             x, info = solver.solve(
                 A, act.rotation, act.translation, x0=x, previous_jaw=previous, guess=act.phi
             )
-            previous = (act.rotation, act.translation)
+            previous = info.extra["jaw"]  # the pose reached (contact may stop the jaw short)
             head = targets[i].copy()
             head[m.skin_vertices] = m.W_skin @ x
             frames[i] = head
             v2v[i] = np.linalg.norm(head[m.skin_vertices] - targets[i, m.skin_vertices], axis=1).mean() * 1e3
             iters[i], secs[i], conv[i] = info.iterations, info.seconds, info.converged
-            jaws[i, :3, :3], jaws[i, :3, 3] = act.rotation, act.translation
+            jaws[i, :3, :3], jaws[i, :3, 3] = previous
             report(progress, i + 1, n, f"frame {i + 1}/{n}: {info.iterations} it, {info.seconds:.2f} s")
         return SimulationResult(frames, v2v, iters, secs, jaws, conv, {"elements": m.n_elements})
 

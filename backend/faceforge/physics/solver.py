@@ -312,6 +312,7 @@ class FaceSolver:
                 x[:] = guess
             x[self.fixed] = self.bone_positions(R, t)
             info = self._lbfgs(x, A, contact=False)
+            info.extra["jaw"] = (R, t)
         else:
             R0, t0 = previous_jaw if previous_jaw is not None else (np.eye(3), np.zeros(3))
             info = SolveInfo(iterations=0, substeps=0)
@@ -331,6 +332,10 @@ class FaceSolver:
                     if col.collision_free_step(V0, col.positions(x_bones, col.teeth(Rk, tk))) >= 1.0:
                         break
                     a = done + 0.5 * (a - done)
+                else:  # no safe move: stay, let the solve pull the lips clear, then try again
+                    a = done
+                    Rk, tk = rigid_transform((1 - a) * r0 + a * r1), (1 - a) * t0 + a * t
+                    x_bones[self.fixed] = self.bone_positions(Rk, tk)
                 x[self.fixed] = x_bones[self.fixed]
                 self._teeth = col.teeth(Rk, tk)
                 last = a >= 1.0 or info.substeps >= 31
@@ -345,6 +350,7 @@ class FaceSolver:
                 if last:
                     break
             info.extra["jaw_reached"] = bool(done >= 1.0)
+            info.extra["jaw"] = (Rk, tk)
         info.seconds = time.perf_counter() - start
         return x, info
 
@@ -420,19 +426,18 @@ class FaceSolver:
                 Y.clear()
             else:
                 d = self._two_loop(g, S, Y)
-            alpha = 1.0
-            if col is not None:
-                x_try = x.copy()
-                x_try[free] += d
-                V1 = col.positions(x_try, self._teeth)
-                ccd = col.collision_free_step(V, V1)
-                alpha = 1.0 if ccd >= 1.0 else 0.9 * ccd
             slope = float(np.einsum("nd,nd->", g, d))
             if slope >= 0:  # not a descent direction: fall back to the preconditioned gradient
                 d = -self.factor.solve(g)
                 slope = float(np.einsum("nd,nd->", g, d))
                 S.clear()
                 Y.clear()
+            alpha = 1.0
+            if col is not None:  # the largest collision-free step along this very direction
+                x_try = x.copy()
+                x_try[free] += d
+                ccd = col.collision_free_step(V, col.positions(x_try, self._teeth))
+                alpha = 1.0 if ccd >= 1.0 else 0.9 * ccd
             for _ in range(30):
                 x_new = x.copy()
                 x_new[free] += alpha * d

@@ -1,0 +1,115 @@
+"""Physics methods: simulate a face over its animation and bake the result back on its shape keys.
+
+The face comes as its basis ``neutral (V, 3)``, its shape keys' displacements ``keys (E, V, 3)`` and
+the key values of each frame ``values (T, E)`` (its current animation, sampled by the add-on); the
+targets are ``neutral + values @ keys``. The answer is the simulated skin baked on the same keys:
+``values (T, E)``, the per-frame RMS residual ``rms_mm (T,)`` and the residual ``(T, V, 3)`` that
+makes each frame exact. The physical face (material space, factorizations) is kept between calls
+for the same neutral, resolution and contact setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from faceforge.server.registry import ArraySpec, Context, Param, method
+
+__all__ = ["simulate"]
+
+
+def _physical_face(  # noqa: ANN202 - PhysicalFace
+    ctx: Context,
+    neutral: np.ndarray,
+    faces: np.ndarray,
+    jaw_open: np.ndarray | None,
+    resolution_mm: float,
+    contact: bool,
+):
+    from faceforge.data.annotations import load_annotations
+    from faceforge.errors import FaceForgeError
+    from faceforge.physics import PhysicalFace, PhysicsOptions
+
+    key = hashlib.sha1(np.ascontiguousarray(neutral, dtype=np.float64).tobytes()).hexdigest()
+    key += f"/{resolution_mm:.3f}/{contact}"
+    cache = ctx.state.setdefault("physical_faces", {})
+    if key not in cache:
+        n = load_annotations()["n_vertices"]
+        if len(neutral) != n:
+            raise FaceForgeError(
+                f"the face has {len(neutral)} vertices; physics needs the FaceForge head topology ({n})"
+            )
+        cache.clear()  # one face at a time: a 2 mm face holds ~1 GB of factors
+        options = PhysicsOptions(contact=contact)
+        cache[key] = PhysicalFace(
+            neutral, faces, resolution_mm * 1e-3, options, jaw_open=jaw_open, progress=ctx.progress
+        )
+    return cache[key]
+
+
+@method(
+    "physics.simulate",
+    params={
+        "resolution_mm": Param(float, default=2.0, minimum=0.5, maximum=20.0, doc="lattice spacing (mm)"),
+        "contact": Param(bool, default=True, doc="resolve lip-lip and lip-teeth collisions (IPC)"),
+        "gravity": Param(list, default=None, items=(int, float), doc="gravity (m/s^2) in the face's frame"),
+        "jaw_scale": Param(float, default=1.0, minimum=0.5, maximum=1.5, doc="scale of the jaw bone"),
+        "jaw_key": Param(int, default=-1, minimum=-1, doc="index of the jawOpen key (marks the jaw side)"),
+    },
+    arrays={
+        "neutral": ArraySpec(("float32", "float64"), ("V", 3), doc="the face's basis (V, 3), metres"),
+        "faces": ArraySpec(("int32", "int64"), ("F", 3), doc="the face's triangles (F, 3)"),
+        "keys": ArraySpec(("float32", "float64"), ("E", "V", 3), doc="shape-key displacements (E, V, 3)"),
+        "values": ArraySpec(("float32", "float64"), ("T", "E"), doc="key values per frame (T, E)"),
+        "paralysis": ArraySpec(
+            ("float32", "float64"), ("V",), required=False, doc="paralysis weight per vertex in [0, 1]"
+        ),
+    },
+)
+def simulate(
+    ctx: Context,
+    neutral: np.ndarray,
+    faces: np.ndarray,
+    keys: np.ndarray,
+    values: np.ndarray,
+    paralysis: np.ndarray | None = None,
+    resolution_mm: float = 2.0,
+    contact: bool = True,
+    gravity: list | None = None,
+    jaw_scale: float = 1.0,
+    jaw_key: int = -1,
+) -> dict:
+    """Simulate the face's animation and bake it on its keys (see the module docstring)."""
+    from faceforge.animate.motion import project_to_keys
+    from faceforge.errors import FaceForgeError
+
+    neutral = np.asarray(neutral, dtype=np.float64)
+    keys = np.asarray(keys, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 1:
+        raise FaceForgeError("the frame range is empty")
+    if gravity is not None and len(gravity) != 3:
+        raise FaceForgeError("gravity needs three components")
+    jaw_open = keys[jaw_key] if 0 <= jaw_key < len(keys) else None
+    face = _physical_face(ctx, neutral, np.asarray(faces, dtype=np.int64), jaw_open, resolution_mm, contact)
+    targets = neutral[None] + np.tensordot(values, keys, axes=1)
+    result = face.simulate(
+        targets,
+        paralysis=paralysis,
+        jaw_scale=jaw_scale,
+        gravity=None if gravity is None else np.asarray(gravity, dtype=np.float64),
+        progress=ctx.progress,
+    )
+    dense = result.frames - neutral[None]
+    baked, rms = project_to_keys(keys, dense)
+    residual = (dense - np.tensordot(baked, keys, axes=1)).astype(np.float32)
+    return {
+        "values": baked,
+        "rms_mm": rms,
+        "residual": residual,
+        "frames": int(len(baked)),
+        "v2v_mm": result.v2v_mm,
+        "seconds": result.seconds,
+        "summary": {**result.summary(), **face.material.summary(), "setup_seconds": face.setup_seconds},
+    }
