@@ -310,6 +310,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         **result.summary(),
         "material": face.material.summary(),
         "setup_seconds": face.setup_seconds,
+        "penetrations_rest": face.penetrations(neutral),
         "penetrations_target": face.penetrations(targets[-1], jaw),
         "penetrations": face.penetrations(result.frames[-1], jaw),
     }
@@ -319,8 +320,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         [
             f"{len(result.frames)} frames in {out} ({payload['material']['elements']} elements at "
             f"{args.resolution:g} mm, {payload['seconds_per_frame']:.2f} s per frame)",
-            f"sim-vs-target V2V {payload['v2v_mm_mean']:.3f} mm; intersecting mouth pairs: target "
-            f"{payload['penetrations_target']}, simulated {payload['penetrations']}",
+            f"sim-vs-target V2V {payload['v2v_mm_mean']:.3f} mm; intersecting mouth pairs: rest "
+            f"{payload['penetrations_rest']}, target {payload['penetrations_target']}, "
+            f"simulated {payload['penetrations']}",
         ],
     )
     return 0

@@ -41,9 +41,7 @@ def test_simulate_bakes_an_exact_take_and_rebake_replaces_it(face, faceforge):
         assert bpy.ops.faceforge.simulate() == {"FINISHED"}
     anim = face.data.shape_keys.animation_data
     tracks = {t.name: t for t in anim.nla_tracks}
-    assert set(tracks) == {"FF physics 1-3", f"FF source {face.data.shape_keys.name}Action"} or (
-        "FF physics 1-3" in tracks and len(tracks) == 2
-    )
+    assert "FF physics 1-3" in tracks and len(tracks) == 2  # the take and the muted source
     assert anim.action is None  # the source animation is kept as a muted track
     assert all(t.mute for n, t in tracks.items() if n != "FF physics 1-3")
     caches = [m for m in face.modifiers if m.type == "MESH_CACHE"]
@@ -52,11 +50,6 @@ def test_simulate_bakes_an_exact_take_and_rebake_replaces_it(face, faceforge):
     # the simulation follows the animation (V2V of a few mm at 6.8 mm) but is not a copy of it
     distance = np.linalg.norm(simulated - target, axis=1)
     assert 0.0 < distance.mean() < 0.004
-    # and the played take is the simulated skin: no lip pair intersects
-    from faceforge.physics.contact import count_intersecting_pairs
-    from faceforge.physics.material import build_material_space  # noqa: F401 - import check only
-
-    del count_intersecting_pairs
 
 
 def test_simulate_refuses_bad_input_and_changes_nothing(face):

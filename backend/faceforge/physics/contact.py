@@ -104,11 +104,31 @@ class MouthCollisions:
         """``(m + T, 3)`` collision vertex positions from node positions ``x (N, 3)``."""
         return np.asfortranarray(np.concatenate([self.W @ x, teeth]))
 
+    def exclude_rest_contacts(self, rest: np.ndarray, distance: float) -> int:
+        """Forbid collisions between the vertices of primitives closer than ``distance`` at ``rest``.
+
+        Returns the number of vertex pairs excluded."""
+        c = self._ipctk.NormalCollisions()
+        c.build(self.mesh, rest, distance)
+        pairs: dict[tuple[int, int], bool] = {}
+        edges, faces = self.mesh.edges, self.mesh.faces
+        for k in range(len(c)):
+            ids = sorted(int(i) for i in c[k].vertex_ids(edges, faces) if i >= 0)
+            for i, a in enumerate(ids):
+                for b in ids[i + 1 :]:
+                    pairs[(a, b)] = False
+        if pairs:
+            self.mesh.can_collide = self._ipctk.make_sparse_filter(pairs, True)
+        self._glued = pairs
+        return len(pairs)
+
     def rebuild_mesh(self, rest_positions: np.ndarray) -> None:
         """Use ``rest_positions`` as the mesh's rest state (ipctk needs a rest state for some queries)."""
         self.mesh = self._ipctk.CollisionMesh(
             np.asfortranarray(rest_positions), np.asfortranarray(self.edges), np.asfortranarray(self.faces)
         )
+        if getattr(self, "_glued", None):
+            self.mesh.can_collide = self._ipctk.make_sparse_filter(self._glued, True)
 
     def collisions(self, V: np.ndarray):  # noqa: ANN201 - ipctk.NormalCollisions
         c = self._ipctk.NormalCollisions()

@@ -277,37 +277,43 @@ def _teeth_arches(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two curved strips behind the lips (upper with the skull, lower with the jaw).
 
-    The arch follows the inner lip contour (iBUG 61-68) pushed back until it clears the mouth
-    lining by at least 1 mm; it spans the mouth corners' width and 9 mm above and below the lip
-    contact line, with a 1 mm gap between upper and lower incisal edges.
+    The arch follows the inner lip contour (iBUG 61-68) pushed back until it clears all skin by at
+    least 1 mm (0.5 mm as a last resort); it spans up to 80% of the mouth corners' width and up to 9 mm
+    above and below the lip contact line (narrower and lower where the mouth is small), with a 1 mm
+    gap between upper and lower incisal edges.
     """
     ibug = regions["ibug68"]
     inner = vertices[ibug[60:68]]
     corners = vertices[ibug[[48, 54]]]
     z0 = float(inner[:, 2].mean())
     front = float(inner[:, 1].min())
-    half = 0.8 * 0.5 * float(abs(corners[1, 0] - corners[0, 0]))
+    width = 0.5 * float(abs(corners[1, 0] - corners[0, 0]))
     tree = cKDTree(tree_points)
     xs = np.linspace(-1.0, 1.0, 15)
-    for back in np.arange(0.002, 0.03, 0.001):
-        # parabola: centre at front + back, sides curving 12 mm backwards at |x| = half
-        y = front + back + 0.012 * xs**2
-        x = half * xs
-        rows_upper = [z0 + 0.0005, z0 + 0.0095]
-        rows_lower = [z0 - 0.0095, z0 - 0.0005]
-        verts, faces, jaw = [], [], []
-        for rows, is_jaw in ((rows_upper, False), (rows_lower, True)):
-            base = sum(len(v) for v in verts)
-            grid = np.array([[xi, yi, zi] for zi in rows for xi, yi in zip(x, y, strict=True)])
-            m = len(xs)
-            quads = [(base + i, base + i + 1, base + m + i + 1, base + m + i) for i in range(m - 1)]
-            faces += [(a, b, c) for a, b, c, d in quads] + [(a, c, d) for a, b, c, d in quads]
-            verts.append(grid)
-            jaw += [is_jaw] * len(grid)
-        v = np.concatenate(verts)
-        dense = np.concatenate([v, *[(v[f[0]] + v[f[1]] + v[f[2]])[None] / 3 for f in faces]])
-        if tree.query(dense)[0].min() > 0.001:
-            return v, np.asarray(faces, dtype=np.int64), np.asarray(jaw)
+    m = len(xs)
+    for clearance in (0.001, 0.0005):
+        for height in (0.009, 0.007, 0.005, 0.0035):
+            for spread in (0.8, 0.65, 0.5):
+                for back in np.arange(0.002, 0.03, 0.001):
+                    # parabola: centre behind the inner lip contour, sides curving 12 mm backwards
+                    y = front + back + 0.012 * xs**2
+                    x = spread * width * xs
+                    verts, faces, jaw = [], [], []
+                    for rows, is_jaw in (((z0 + 0.0005, z0 + 0.0005 + height), False),
+                                         ((z0 - 0.0005 - height, z0 - 0.0005), True)):  # fmt: skip
+                        base = sum(len(v) for v in verts)
+                        grid = np.array([[xi, yi, zi] for zi in rows for xi, yi in zip(x, y, strict=True)])
+                        quads = [
+                            (base + i, base + i + 1, base + m + i + 1, base + m + i) for i in range(m - 1)
+                        ]
+                        faces += [(a, b, c) for a, b, c, d in quads] + [(a, c, d) for a, b, c, d in quads]
+                        verts.append(grid)
+                        jaw += [is_jaw] * len(grid)
+                    v = np.concatenate(verts)
+                    f = np.asarray(faces, dtype=np.int64)
+                    dense = np.concatenate([v, v[f].mean(axis=1), 0.5 * (v[f[:, 0]] + v[f[:, 1]])])
+                    if tree.query(dense)[0].min() > clearance:
+                        return v, f, np.asarray(jaw)
     raise FaceForgeError("could not place the teeth proxies inside the mouth without touching the lips")
 
 
@@ -522,18 +528,28 @@ def build_material_space(
     W_bone, ok_bone = embed(bone_pts, np.where(is_jaw, 2, 1))
     skull_all = np.unique(W_bone[np.flatnonzero(ok_bone & ~is_jaw)].indices)
     jaw_all = np.unique(W_bone[np.flatnonzero(ok_bone & is_jaw)].indices)
-    # Nodes claimed by both bones (where skull and jaw points share a cell) stay with the skull;
-    # jaw points embedded in such cells are dropped, so every kept bone point is enforced exactly.
+    # Nodes claimed by both bones (skull and jaw points in one cell: where the bones meet) are given to
+    # one of them; a bone point is kept only if all its nodes are its own bone's, so every kept point
+    # is enforced exactly (Eq. 4) and the two bones never pull on one node.
     both = np.intersect1d(skull_all, jaw_all)
-    skull_nodes = skull_all
-    jaw_nodes = np.setdiff1d(jaw_all, both)
-    touches_skull = np.asarray(W_bone[:, skull_nodes].getnnz(axis=1)).ravel() > 0
-    keep_skull = ok_bone & ~is_jaw
-    keep_jaw = ok_bone & is_jaw & ~touches_skull
+    # a node both bones claim goes to the bone whose points weigh more on it
+    skull_w = np.asarray(W_bone[np.flatnonzero(ok_bone & ~is_jaw)].sum(axis=0)).ravel()
+    jaw_w = np.asarray(W_bone[np.flatnonzero(ok_bone & is_jaw)].sum(axis=0)).ravel()
+    to_jaw = both[jaw_w[both] > skull_w[both]]
+    skull_nodes = np.setdiff1d(skull_all, to_jaw)
+    jaw_nodes = np.setdiff1d(jaw_all, np.setdiff1d(both, to_jaw))
+    W_coo = W_bone.tocoo()
+    in_own = np.where(is_jaw[W_coo.row], np.isin(W_coo.col, jaw_nodes), np.isin(W_coo.col, skull_nodes))
+    foreign = np.bincount(W_coo.row[~in_own], minlength=W_bone.shape[0]) > 0
+    keep_skull = ok_bone & ~is_jaw & ~foreign
+    keep_jaw = ok_bone & is_jaw & ~foreign
     W_skull = W_bone[np.flatnonzero(keep_skull)]
     W_jaw = W_bone[np.flatnonzero(keep_jaw)]
-    if len(jaw_nodes) == 0 or len(skull_nodes) == 0:
-        raise FaceForgeError("the lattice has no skull or no jaw nodes; use a finer resolution")
+    if not keep_jaw.any() or not keep_skull.any():
+        raise FaceForgeError(
+            f"at {h * 1e3:.1f} mm the lattice cannot separate skull and jaw on this face; "
+            "use a finer resolution"
+        )
 
     # --- collision surfaces -----------------------------------------------------------------
     mouth_zone = (lips | regions["cavity"]) & used
@@ -567,6 +583,6 @@ def build_material_space(
         faces=faces,
         stats={
             "split_nodes": int(len(split)),
-            "bone_points_dropped": int((ok_bone & is_jaw & touches_skull).sum() + (~ok_bone).sum()),
+            "bone_points_dropped": int((ok_bone & foreign).sum() + (~ok_bone).sum()),
         },
     )

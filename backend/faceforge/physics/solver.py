@@ -244,10 +244,14 @@ class FaceSolver:
             self.green = np.asarray(self.W_f @ self.KinvWt)  # (m, m)
         rest = self.collisions.positions(m.nodes, self.collisions.teeth(np.eye(3), np.zeros(3)))
         self.collisions.rebuild_mesh(rest)
-        # The rest face must be outside every barrier: shrink dhat below half the closest rest gap.
+        # Primitives (nearly) touching at rest -- a decoded face whose lips meet at the corners -- are
+        # glued there: they may not collide with each other. Everything else must be outside every
+        # barrier at rest: dhat is kept below half the closest remaining rest gap (and above 10 um).
+        self.glued_pairs = self.collisions.exclude_rest_contacts(rest, 2e-5)
         c = self.collisions.collisions(rest)
         if len(c):
-            self.collisions.dhat = min(self.collisions.dhat, 0.5 * self.collisions.min_distance(rest, c))
+            gap = self.collisions.min_distance(rest, c)
+            self.collisions.dhat = max(min(self.collisions.dhat, 0.5 * gap), 1e-5)
         self.rest_gap = self.collisions.min_distance(rest, self.collisions.collisions(rest))
         diag = np.linalg.norm(rest.max(axis=0) - rest.min(axis=0))
         self._bbox_diagonal = float(diag)
