@@ -234,7 +234,7 @@ def test_contact_removes_every_intersection_even_when_the_target_intersects(face
     free = face_free.simulate(target)
     assert face.penetrations(free.frames[0], jaw) > 0
     res = face.simulate(target)
-    assert face.penetrations(res.frames[0], jaw) == 0
+    assert face.penetrations(res.frames[0], res.jaw[0]) == 0  # teeth where the jaw got to
     assert res.v2v_mm[0] < 4.0
 
 

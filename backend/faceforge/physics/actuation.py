@@ -3,9 +3,9 @@
 Given only the target skin, a deformation phi of the whole material space is chosen first and the
 physical inputs are read off it:
 
-1. phi extends the skin's deformation into the volume smoothly: it minimizes the lattice Dirichlet
-   energy x^T L x (the shape-targeting matrix with A = I, i.e. the smoothest map in the simulator's
-   own metric) plus a stiff fit of the embedded skin to the target, with the skull fixed (Eq. 7).
+1. phi extends the skin's deformation into the volume smoothly: its displacement u = phi - X
+   minimizes the lattice Dirichlet energy u^T L u (the simulator's own matrix) plus a stiff fit of the
+   embedded skin to the target, with the skull fixed (Eq. 7).
 2. The jaw transform {R_jaw, t_jaw} is the Procrustes fit of the jaw bone points before and after
    that map (Sec. 4.1), and phi is solved again with the jaw nodes moved rigidly (Eq. 8).
 3. A = R_phi^T grad(phi) per element (Eq. 10): the symmetric stretch of the polar decomposition of
@@ -75,16 +75,20 @@ class ActuationFitter:
         target_skin = np.asarray(target_skin, dtype=np.float64)
         if target_skin.shape != (len(m.skin_vertices), 3) or not np.isfinite(target_skin).all():
             raise FaceForgeError(f"the target skin must be a finite ({len(m.skin_vertices)}, 3) array")
-        rhs = self.alpha * (m.W_skin.T @ target_skin)
-        x = m.nodes.copy()
+        # Smooth in the displacement u = phi - X (not in phi): the identity map costs nothing, so a
+        # rest target gives phi = X exactly and free surfaces (mouth lining, borders) do not shrink.
+        rhs = self.alpha * (m.W_skin.T @ (target_skin - m.W_skin @ m.nodes))
+        u = np.zeros_like(m.nodes)
         f1 = self.free1
-        x[f1] = self.factor1.solve(rhs[f1] - self.M[f1][:, self.skull] @ x[self.skull])
-        R, t = rigid_align(m.jaw_points, m.W_jaw @ x)
+        u[f1] = self.factor1.solve(rhs[f1])  # skull displacement is zero
+        R, t = rigid_align(m.jaw_points, m.W_jaw @ (m.nodes + u))
         is_jaw = np.isin(s.fixed, m.jaw_nodes)
-        x[s.fixed] = m.nodes[s.fixed]
-        x[s.fixed[is_jaw]] = m.nodes[s.fixed[is_jaw]] @ R.T + t
+        u[s.fixed] = 0.0
+        jaw_nodes = s.fixed[is_jaw]
+        u[jaw_nodes] = m.nodes[jaw_nodes] @ R.T + t - m.nodes[jaw_nodes]
         f2 = s.free
-        x[f2] = self.factor2.solve(rhs[f2] - self.M[f2][:, s.fixed] @ x[s.fixed])
+        u[f2] = self.factor2.solve(rhs[f2] - self.M[f2][:, s.fixed] @ u[s.fixed])
+        x = m.nodes + u
         F = deformation_gradients(x, m.elements, s.quad).mean(axis=1)
         Rphi = polar_rotation(F)
         A = np.swapaxes(Rphi, 1, 2) @ F
