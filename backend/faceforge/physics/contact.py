@@ -161,6 +161,3 @@ class MouthCollisions:
         if len(collisions) == 0:
             return np.inf
         return float(np.sqrt(collisions.compute_minimum_distance(self.mesh, V)))
-
-    def has_intersections(self, V: np.ndarray) -> bool:
-        return bool(self._ipctk.has_intersections(self.mesh, V))

@@ -28,7 +28,6 @@ __all__ = [
     "element_energy_terms",
     "optimal_rotations",
     "polar_rotation",
-    "mean_deformation_gradients",
 ]
 
 _G = 1.0 / np.sqrt(3.0)
@@ -77,11 +76,6 @@ def deformation_gradients(x: np.ndarray, elements: np.ndarray, quad: HexQuadratu
     """``(E, 8 q, 3, 3)`` deformation gradients F_eq = X_e^T B_q of node positions ``x (N, 3)``."""
     X = x[elements]  # (E, 8, 3)
     return np.einsum("eai,qaj->eqij", X, quad.B, optimize=True)
-
-
-def mean_deformation_gradients(x: np.ndarray, elements: np.ndarray, quad: HexQuadrature) -> np.ndarray:
-    """``(E, 3, 3)`` Fbar_e = mean_q F_eq = X_e^T (sum_q B_q) / 8 (one product per element)."""
-    return np.einsum("eai,aj->eij", x[elements], quad.B_sum / 8.0, optimize=True)
 
 
 def polar_rotation(M: np.ndarray) -> np.ndarray:

@@ -158,13 +158,8 @@ class FaceSolver:
         self.free = np.flatnonzero(~constrained)
         self.fixed = np.flatnonzero(constrained)
         self.L_ff = self.L[self.free][:, self.free].tocsr()
-        self.L_fc = self.L[self.free][:, self.fixed].tocsr()
         self.factor = _Factor(2.0 * self.L_ff)
-        # scatter element-corner rows to nodes with one sparse product (faster than np.add.at)
         ne = material.n_elements
-        self.scatter = sp.csr_matrix(
-            (np.ones(8 * ne), (material.elements.ravel(), np.arange(8 * ne))), shape=(n, 8 * ne)
-        )
         # Fbar as one sparse product: row (e, j) of G_bar holds B_sum[a, j] / 8 at node a of e,
         # so (G_bar @ x)[(e, j), i] = Fbar_e[i, j]; its transpose scatters the right-hand side.
         cols = np.repeat(material.elements, 3, axis=0)  # (3E, 8): rows (e, j)
