@@ -56,6 +56,55 @@ def test_polar_rotation_matches_svd_and_is_proper():
     assert (np.linalg.eigvalsh(0.5 * (S + np.swapaxes(S, 1, 2))) > 0).all()
 
 
+def _svd_rotation(M: np.ndarray) -> np.ndarray:
+    """Reference closest rotation by numpy's SVD (independent of the compiled kernels)."""
+    U, _, Vt = np.linalg.svd(M)
+    D = np.ones(M.shape[:-1])
+    D[..., 2] = np.sign(np.linalg.det(U @ Vt))
+    return (U * D[..., None, :]) @ Vt
+
+
+def test_compiled_polar_matches_svd_cold_warm_inverted_and_singular():
+    from faceforge.physics.kernels import polar_rotations_compiled
+
+    rng = np.random.default_rng(7)
+    R_true = _random_rotations(rng, 6000)  # angles up to pi: the Newton iteration's hard case
+    M = R_true @ _spd(rng, 6000)
+    M[:20] *= -1.0  # inverted elements (det < 0) take the SVD branch
+    M[20:40, :, 0] = 0.0  # singular ones too
+    ref = _svd_rotation(M)
+    cold = polar_rotations_compiled(M)
+    if cold is None:
+        pytest.skip("Warp is not available")
+    assert np.abs(cold[40:] - ref[40:]).max() < 1e-10
+    assert np.allclose(np.linalg.det(cold), 1.0)
+    # started near the answer (the solver's warm start) and started far from it: the same rotation
+    warm = polar_rotations_compiled(M, ref)
+    far = polar_rotations_compiled(M, _random_rotations(rng, 6000))
+    assert np.abs(warm[40:] - ref[40:]).max() < 1e-10 and np.abs(far[40:] - ref[40:]).max() < 1e-10
+
+
+def test_fused_element_kernel_matches_the_numpy_terms():
+    from faceforge.physics.kernels import ShapeTargetKernel, warp_device
+
+    device = warp_device(prefer_cuda=False)
+    if device is None:
+        pytest.skip("Warp is not available")
+    rng = np.random.default_rng(8)
+    n = 5000  # above the size at which launches are split over threads
+    A = _spd(rng, n)
+    F = _random_rotations(rng, n) @ _spd(rng, n)
+    w = rng.uniform(0.5, 2.0, n)
+    kernel = ShapeTargetKernel(w, device)
+    kernel.set_actuation(A)
+    for F_now in (F, F + 1e-3 * rng.normal(size=F.shape)):  # the second call starts from the first's R
+        terms, PT8 = kernel(np.swapaxes(F_now, 1, 2).copy())
+        P = _svd_rotation(F_now @ np.swapaxes(A, 1, 2)) @ A
+        ref_terms = w * np.einsum("eij,eij->e", P, 8.0 * P - 16.0 * F_now)
+        assert np.allclose(terms, ref_terms, rtol=1e-10, atol=1e-12)
+        assert np.allclose(PT8, 8.0 * w[:, None, None] * np.swapaxes(P, 1, 2), rtol=1e-10, atol=1e-12)
+
+
 def test_optimal_rotation_is_polar_of_F_At_not_polar_of_F():
     """R* = argmin_R ||F - R A||: compare against many rotations; polar(F) is worse."""
     rng = np.random.default_rng(1)
@@ -154,7 +203,7 @@ def _target(head: dict, **weights: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def face(head):
     return PhysicalFace(
-        head["rest"], head["faces"], RES, PhysicsOptions(contact=True), jaw_open=head["jaw_open"]
+        head["rest"], head["faces"], RES, PhysicsOptions(contact=True), jaw_open=head["jaw_open"], cache=False
     )
 
 
@@ -178,6 +227,23 @@ def test_material_space_embeds_skin_and_bones(face, head):
     assert count_intersecting_pairs(*mouth_mesh(m, head["rest"])) == 0
     # depth field: published values at landmarks, within the clip range everywhere
     assert 0.002 <= m.depth.min() and m.depth.max() <= 0.025
+
+
+def test_material_space_disk_cache_round_trip(head, tmp_path):
+    from faceforge.physics.material import cached_material_space
+
+    args = (head["rest"], head["faces"], RES)
+    built = cached_material_space(*args, jaw_open=head["jaw_open"], cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("material-*.npz")
+    loaded = cached_material_space(*args, jaw_open=head["jaw_open"], cache_dir=tmp_path)
+    assert loaded.summary() == built.summary()
+    for name in ("nodes", "elements", "volumes", "skull_nodes", "jaw_nodes", "lip_faces", "teeth_jaw"):
+        assert np.array_equal(getattr(loaded, name), getattr(built, name))
+    assert (loaded.W_skin != built.W_skin).nnz == 0
+    # a damaged entry is rebuilt, not trusted
+    entry.write_bytes(b"not a material space")
+    again = cached_material_space(*args, jaw_open=head["jaw_open"], cache_dir=tmp_path)
+    assert np.array_equal(again.nodes, built.nodes) and entry.stat().st_size > 1000
 
 
 def test_bad_input_is_refused(head):
@@ -236,6 +302,25 @@ def test_contact_removes_every_intersection_even_when_the_target_intersects(face
     res = face.simulate(target)
     assert face.penetrations(res.frames[0], res.jaw[0]) == 0  # teeth where the jaw got to
     assert res.v2v_mm[0] < 4.0
+
+
+def test_lips_crossing_at_rest_are_separated_before_simulating(head):
+    """A generated neutral can have its lips through each other; the material space opens them by
+    the least shift, so contact starts clean and the result has no crossing."""
+    from faceforge.physics.material import head_regions
+
+    crossed = head["rest"].copy()
+    crossed[head_regions(len(crossed))["lower_lip"], 2] += 0.002  # the lower lip pushed up through
+    m = build_material_space(crossed, head["faces"], RES, jaw_open=head["jaw_open"])
+    assert m.stats["rest_lip_crossings"] > 10
+    assert 0.0 < m.stats["rest_lip_separation_mm"] < 2.0
+    assert np.abs(m.rest_vertices - crossed).max() <= m.stats["rest_lip_separation_mm"] * 1e-3 + 1e-12
+    assert count_intersecting_pairs(*mouth_mesh(m, m.rest_vertices)) == 0
+    face = PhysicalFace.from_material(m, PhysicsOptions(contact=True))
+    press = _target(dict(head, rest=crossed), mouthPressLeft=1.5, mouthPressRight=1.5, mouthRollLower=1.5)
+    result = face.simulate(np.stack([crossed, press]))
+    assert face.penetrations(press) > 0
+    assert [face.penetrations(result.frames[i], result.jaw[i]) for i in range(2)] == [0, 0]
 
 
 def test_sequence_progress_and_cancel(face_free, head):

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-__all__ = ["MouthCollisions", "count_intersecting_pairs", "edges_of"]
+__all__ = ["MouthCollisions", "count_intersecting_pairs", "edges_of", "intersecting_pairs"]
 
 
 def edges_of(faces: np.ndarray) -> np.ndarray:
@@ -23,8 +23,9 @@ def edges_of(faces: np.ndarray) -> np.ndarray:
     return np.unique(np.sort(e, axis=1), axis=0)
 
 
-def count_intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> int:
-    """Number of (edge, triangle) pairs that intersect, over pairs that share no vertex.
+def intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """``(K, 5)`` vertex ids (edge a, b; triangle i, j, k) of every intersecting (edge, triangle) pair
+    that shares no vertex.
 
     Args:
         vertices: ``(V, 3)`` positions; faces: ``(F, 3)`` triangles into them.
@@ -32,6 +33,9 @@ def count_intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> int:
     import ipctk
 
     vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces)
+    if len(faces) == 0:
+        return np.zeros((0, 5), dtype=np.int64)
     edges = edges_of(faces)
     tri = vertices[faces]
     tri_lo, tri_hi = tri.min(axis=1), tri.max(axis=1)
@@ -41,7 +45,7 @@ def count_intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> int:
         np.linalg.norm(tri_hi - tri_lo, axis=1).max() + np.linalg.norm(seg_hi - seg_lo, axis=1).max()
     )
     tree = cKDTree(0.5 * (tri_lo + tri_hi))
-    count = 0
+    hits = []
     for ei, cands in enumerate(tree.query_ball_point(0.5 * (seg_lo + seg_hi), r=0.5 * radius)):
         if not cands:
             continue
@@ -53,8 +57,13 @@ def count_intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> int:
         for f in c:
             t0, t1, t2 = tri[f]
             if ipctk.is_edge_intersecting_triangle(seg[ei, 0], seg[ei, 1], t0, t1, t2):
-                count += 1
-    return count
+                hits.append((a, b, *faces[f]))
+    return np.asarray(hits, dtype=np.int64).reshape(-1, 5)
+
+
+def count_intersecting_pairs(vertices: np.ndarray, faces: np.ndarray) -> int:
+    """Number of (edge, triangle) pairs that intersect, over pairs that share no vertex."""
+    return len(intersecting_pairs(vertices, faces))
 
 
 class MouthCollisions:

@@ -25,6 +25,7 @@ with the skull and the lower one with the jaw.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,7 +38,12 @@ __all__ = [
     "TISSUE_DEPTH_MM",
     "MaterialSpace",
     "build_material_space",
+    "cached_material_space",
+    "load_material_space",
+    "material_cache_key",
+    "save_material_space",
     "head_regions",
+    "separate_lips",
     "tissue_depth",
     "vertex_normals",
 ]
@@ -323,6 +329,103 @@ def _mode_rows(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return values[np.arange(len(values)), pick]
 
 
+def _mouth_sets(
+    vertices: np.ndarray, faces: np.ndarray, regions: dict[str, np.ndarray], jaw_open: np.ndarray | None
+) -> dict:
+    """Masks the build and the lip separation share: the simulated ``domain`` and its triangles,
+    the jaw side ``lower``, the inner-lip height ``contact_z`` and the lip collision triangles."""
+    n = len(vertices)
+    lips = regions["upper_lip"] | regions["lower_lip"]
+    lip_front = float(vertices[lips, 1].min())
+    deep_cavity = regions["cavity"] & (vertices[:, 1] > lip_front + 0.025)
+    domain = ~regions["held"] & ~regions["tongue"] & ~deep_cavity
+    dom_faces = faces[domain[faces].all(axis=1)]
+    used = np.zeros(n, dtype=bool)
+    used[dom_faces.ravel()] = True
+    # Jaw side: MakeHuman jaw weight, or skin jawOpen moves (the lower lip, chin, mouth floor).
+    lower = regions["jaw_weight"] >= 0.5
+    if jaw_open is not None:
+        motion = np.linalg.norm(jaw_open, axis=1)
+        lower |= motion > 0.5 * motion[domain].max()
+    contact_z = float(vertices[regions["ibug68"][60:68], 2].mean())
+    mouth_zone = (lips | regions["cavity"]) & used
+    near_mouth = np.abs(vertices[:, 2] - contact_z) < 0.02
+    lip_faces = dom_faces[(mouth_zone & near_mouth)[dom_faces].all(axis=1)]
+    return {
+        "lips": lips,
+        "domain": domain,
+        "dom_faces": dom_faces,
+        "used": used,
+        "lower": lower,
+        "contact_z": contact_z,
+        "lip_faces": lip_faces,
+    }
+
+
+def separate_lips(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    lip_faces: np.ndarray,
+    lower: np.ndarray,
+    *,
+    margin: float = 1e-4,
+    max_shift: float = 0.004,
+) -> tuple[np.ndarray, dict]:
+    """Open lips that cross each other at rest by the least vertical shift that untangles them.
+
+    A generated face can have its upper and lower lip (or their linings) pass through each other in
+    its neutral pose; a simulator with contact cannot start from an intersecting rest state. Every
+    crossing found (exact edge-triangle tests) seeds a smooth bump (Gaussian in distance, 5 mm);
+    upper-side vertices move up and jaw-side ones down by ``s`` times the bump, with the side sign
+    smoothed over the mesh so the mouth corners do not tear. ``s`` is the smallest shift (bisection
+    to 10 um) that leaves no crossing, plus ``margin``.
+
+    Args:
+        vertices: ``(V, 3)`` head (m), z up; faces: ``(F, 3)``; lip_faces: ``(Fl, 3)`` the lip and
+            lining triangles to untangle; lower: ``(V,)`` bool, the jaw side.
+
+    Returns:
+        ``(vertices, info)``: the separated head (a copy) and ``{"crossings", "shift_mm"}``.
+
+    Raises:
+        FaceForgeError: if ``max_shift`` does not untangle them.
+    """
+    from faceforge.physics.contact import count_intersecting_pairs, intersecting_pairs
+
+    vertices = np.asarray(vertices, dtype=np.float64)
+    crossings = intersecting_pairs(vertices, lip_faces)
+    info = {"crossings": int(len(crossings)), "shift_mm": 0.0}
+    if not len(crossings):
+        return vertices.copy(), info
+    seeds = np.unique(crossings)
+    dist, _ = cKDTree(vertices[seeds]).query(vertices)
+    bump = np.exp(-((dist / 0.005) ** 2))
+    sign = np.where(lower, -1.0, 1.0)
+    adjacency = _graph_laplacian(faces, len(vertices))
+    degree = adjacency.diagonal()
+    walk = sp.diags(1.0 / np.maximum(degree, 1.0)) @ (sp.diags(degree) - adjacency)
+    for _ in range(10):  # a few averaging sweeps: the sign fades to 0 where the two sides meet
+        sign = 0.5 * sign + 0.5 * (walk @ sign)
+    direction = np.zeros_like(vertices)
+    direction[:, 2] = bump * sign
+
+    def clean(shift: float) -> bool:
+        return count_intersecting_pairs(vertices + shift * direction, lip_faces) == 0
+
+    if not clean(max_shift):
+        raise FaceForgeError(
+            f"the lips of this face cross at rest ({len(crossings)} crossings) and a "
+            f"{max_shift * 1e3:.0f} mm separation does not untangle them"
+        )
+    lo, hi = 0.0, max_shift
+    while hi - lo > 1e-5:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if clean(mid) else (mid, hi)
+    shift = hi + margin
+    info["shift_mm"] = float(shift * 1e3)
+    return vertices + shift * direction, info
+
+
 def build_material_space(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -354,24 +457,16 @@ def build_material_space(
     regions = head_regions(n) if regions is None else regions
     h = float(resolution)
 
-    # --- the simulated skin --------------------------------------------------------------
-    lips = regions["upper_lip"] | regions["lower_lip"]
-    lip_front = float(vertices[lips, 1].min())
-    deep_cavity = regions["cavity"] & (vertices[:, 1] > lip_front + 0.025)
-    domain = ~regions["held"] & ~regions["tongue"] & ~deep_cavity
-    dom_faces = faces[domain[faces].all(axis=1)]
-    used = np.zeros(n, dtype=bool)
-    used[dom_faces.ravel()] = True
+    # --- the simulated skin, its jaw side, and lips that cross at rest pulled apart ---------------
+    sets = _mouth_sets(vertices, faces, regions, jaw_open)
+    vertices, separation = separate_lips(vertices, faces, sets["lip_faces"], sets["lower"])
+    if separation["crossings"]:
+        sets = _mouth_sets(vertices, faces, regions, jaw_open)
+    lips, dom_faces, used = sets["lips"], sets["dom_faces"], sets["used"]
+    lower, contact_z = sets["lower"], sets["contact_z"]
     skin_vertices = np.flatnonzero(used)
     normals = vertex_normals(vertices, faces)
     depth = tissue_depth(vertices, faces, regions)
-
-    # Jaw side: MakeHuman jaw weight, or skin jawOpen moves (the lower lip, chin, mouth floor).
-    lower = regions["jaw_weight"] >= 0.5
-    if jaw_open is not None:
-        motion = np.linalg.norm(jaw_open, axis=1)
-        lower |= motion > 0.5 * motion[domain].max()
-    contact_z = float(vertices[regions["ibug68"][60:68], 2].mean())
 
     # --- tissue membership by the nearest skin point ------------------------------------------
     samples, sample_face, sample_bary = _sample_triangles(vertices, dom_faces, min(h, 0.002) / 3)
@@ -552,9 +647,7 @@ def build_material_space(
         )
 
     # --- collision surfaces -----------------------------------------------------------------
-    mouth_zone = (lips | regions["cavity"]) & used
-    near_mouth = np.abs(vertices[:, 2] - contact_z) < 0.02
-    lip_faces = dom_faces[(mouth_zone & near_mouth)[dom_faces].all(axis=1)]
+    lip_faces = sets["lip_faces"]
     teeth_v, teeth_f, teeth_jaw = _teeth_arches(vertices, regions, samples)
 
     return MaterialSpace(
@@ -583,6 +676,115 @@ def build_material_space(
         faces=faces,
         stats={
             "split_nodes": int(len(split)),
+            "rest_lip_crossings": separation["crossings"],
+            "rest_lip_separation_mm": separation["shift_mm"],
             "bone_points_dropped": int((ok_bone & foreign).sum() + (~ok_bone).sum()),
         },
     )
+
+
+# --- on-disk cache ---------------------------------------------------------------------------------
+
+_SPARSE_FIELDS = ("W_skin", "W_skull", "W_jaw")
+
+
+def material_cache_key(
+    vertices: np.ndarray, faces: np.ndarray, resolution: float, jaw_open: np.ndarray | None = None
+) -> str:
+    """Hex digest naming a material space: the head, its triangles, the resolution, the jaw marker,
+    and the code and annotations that build it (an edit to either invalidates old entries)."""
+    import hashlib
+    from importlib import resources
+
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(vertices, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(faces, dtype=np.int64).tobytes())
+    h.update(f"{resolution:.9f}".encode())
+    if jaw_open is not None:
+        h.update(np.ascontiguousarray(jaw_open, dtype=np.float64).tobytes())
+    h.update(open(__file__, "rb").read())
+    folder = resources.files("faceforge.data") / "resources"
+    for name in ("anny_head_annotations.json", "anny_head_jaw_weights.txt"):
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()
+
+
+def save_material_space(material: MaterialSpace, path: str | Path) -> Path:
+    """Write ``material`` to ``path`` (``.npz``, written to a temporary file and renamed)."""
+    import dataclasses
+    import json
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for f in dataclasses.fields(material):
+        value = getattr(material, f.name)
+        if f.name in _SPARSE_FIELDS:
+            csr = sp.csr_matrix(value)
+            arrays[f"{f.name}.data"] = csr.data
+            arrays[f"{f.name}.indices"] = csr.indices
+            arrays[f"{f.name}.indptr"] = csr.indptr
+            arrays[f"{f.name}.shape"] = np.asarray(csr.shape, dtype=np.int64)
+        elif f.name == "stats":
+            arrays["stats"] = np.asarray(json.dumps(value))
+        else:
+            arrays[f.name] = np.asarray(value)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_material_space(path: str | Path) -> MaterialSpace:
+    """Read a material space written by :func:`save_material_space`."""
+    import dataclasses
+    import json
+
+    with np.load(Path(path), allow_pickle=False) as z:
+        values: dict = {}
+        for f in dataclasses.fields(MaterialSpace):
+            if f.name in _SPARSE_FIELDS:
+                shape = tuple(int(s) for s in z[f"{f.name}.shape"])
+                values[f.name] = sp.csr_matrix(
+                    (z[f"{f.name}.data"], z[f"{f.name}.indices"], z[f"{f.name}.indptr"]), shape=shape
+                )
+            elif f.name == "stats":
+                values["stats"] = json.loads(str(z["stats"]))
+            elif f.name == "resolution":
+                values["resolution"] = float(z["resolution"])
+            else:
+                values[f.name] = z[f.name]
+    return MaterialSpace(**values)
+
+
+def cached_material_space(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    resolution: float = 0.002,
+    *,
+    jaw_open: np.ndarray | None = None,
+    cache_dir: str | Path | None = None,
+) -> MaterialSpace:
+    """:func:`build_material_space`, kept on disk under ``cache_dir`` (default
+    ``$FACEFORGE_CACHE/physics``): a head already built at this resolution loads in well under a
+    second instead of being rebuilt (about 20 s at 2 mm). A damaged entry is rebuilt."""
+    if cache_dir is None:
+        from faceforge.cli import default_cache_dir
+
+        cache_dir = default_cache_dir() / "physics"
+    path = Path(cache_dir) / f"material-{material_cache_key(vertices, faces, resolution, jaw_open)}.npz"
+    if path.exists():
+        try:
+            return load_material_space(path)
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)
+    material = build_material_space(vertices, faces, resolution, jaw_open=jaw_open)
+    try:
+        save_material_space(material, path)
+    except OSError:  # a read-only cache is no reason to fail the simulation
+        pass
+    return material

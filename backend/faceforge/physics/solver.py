@@ -32,6 +32,7 @@ import torch
 from faceforge.errors import FaceForgeError
 from faceforge.physics.contact import MouthCollisions
 from faceforge.physics.fem import HexQuadrature, assemble_laplacian, polar_rotation
+from faceforge.physics.kernels import ShapeTargetKernel, warp_device
 from faceforge.physics.material import MaterialSpace
 
 _DEBUG = bool(os.environ.get("FACEFORGE_PHYSICS_DEBUG"))
@@ -173,6 +174,8 @@ class FaceSolver:
         self.external = np.zeros((n, 3))
         if self.options.gravity is not None:
             self.set_gravity(np.asarray(self.options.gravity, dtype=np.float64))
+        self._kernel: ShapeTargetKernel | None | bool = False
+        self._kernel_A: np.ndarray | None = None
         self.collisions: MouthCollisions | None = None
         if self.options.contact:
             self._setup_contact()
@@ -233,10 +236,12 @@ class FaceSolver:
         used = np.unique(self.W_f.indices)
         if len(used) == 0:
             self.green = np.zeros((W_lip.shape[0], W_lip.shape[0]))
-            self.KinvWt = np.zeros((len(self.free), W_lip.shape[0]))
+            self.KinvWt_T = np.zeros((W_lip.shape[0], len(self.free)))
         else:
-            self.KinvWt = self.factor.solve(self.W_f.T.toarray())  # (n_free, m)
-            self.green = np.asarray(self.W_f @ self.KinvWt)  # (m, m)
+            KinvWt = self.factor.solve(self.W_f.T.toarray())  # (n_free, m)
+            self.green = np.asarray(self.W_f @ KinvWt)  # (m, m)
+            # row k: the free nodes' response to a unit force on lip vertex k (rows gather fast)
+            self.KinvWt_T = np.ascontiguousarray(KinvWt.T)
         rest = self.collisions.positions(m.nodes, self.collisions.teeth(np.eye(3), np.zeros(3)))
         self.collisions.rebuild_mesh(rest)
         # Primitives (nearly) touching at rest -- a decoded face whose lips meet at the corners -- are
@@ -260,17 +265,35 @@ class FaceSolver:
         grad = 2 (L x - b(P)) (R* is optimal, so its variation does not enter the gradient).
         """
         ne = self.material.n_elements
-        Fbar = np.swapaxes((self.G_bar @ x).reshape(ne, 3, 3), 1, 2)
-        R = polar_rotation(Fbar @ np.swapaxes(A, 1, 2))
-        P = R @ A
-        w = self.weights
+        FT = (self.G_bar @ x).reshape(ne, 3, 3)  # FT[e] = Fbar_e^T
         Lx = self.L @ x
         e = float(np.einsum("nd,nd->", x, Lx))
-        e += float(np.einsum("e,eij,eij->", w, P, 8.0 * P - 16.0 * Fbar, optimize=True))
-        # b_e[a, i] = w_e sum_j B_sum[a, j] P_e[i, j] = 8 w_e (G_bar^T)(P_e^T)
-        b = self.G_bar_T @ (8.0 * w[:, None, None] * np.swapaxes(P, 1, 2)).reshape(-1, 3)
+        kernel = self._element_kernel()
+        if kernel is not None:
+            if self._kernel_A is not A:
+                kernel.set_actuation(A)
+                self._kernel_A = A
+            terms, PT8 = kernel(FT)
+            e += float(terms.sum())
+            b = self.G_bar_T @ PT8.reshape(-1, 3)
+        else:
+            Fbar = np.swapaxes(FT, 1, 2)
+            R = polar_rotation(Fbar @ np.swapaxes(A, 1, 2))
+            P = R @ A
+            w = self.weights
+            e += float(np.einsum("e,eij,eij->", w, P, 8.0 * P - 16.0 * Fbar, optimize=True))
+            # b_e[a, i] = w_e sum_j B_sum[a, j] P_e[i, j] = 8 w_e (G_bar^T)(P_e^T)
+            b = self.G_bar_T @ (8.0 * w[:, None, None] * np.swapaxes(P, 1, 2)).reshape(-1, 3)
         e -= float(np.einsum("nd,nd->", self.external, x))
         return e, 2.0 * (Lx - b) - self.external
+
+    def _element_kernel(self) -> ShapeTargetKernel | None:
+        """The compiled element step (created on first use), or None without Warp."""
+        if self._kernel is False:
+            device = warp_device()
+            self._kernel = None if device is None else ShapeTargetKernel(self.weights, device)
+            self._kernel_A = None
+        return self._kernel
 
     # --- the solve -----------------------------------------------------------------------------
     def solve(
@@ -398,7 +421,7 @@ class FaceSolver:
         Ca = np.kron(self.green[np.ix_(active, active)], np.eye(3))  # W K^-1 W^T on the active block
         u = (self.W_f[active] @ d0).ravel()  # W_a K^-1 (-g)
         y = np.linalg.solve(np.eye(len(rows)) + Ha @ Ca, Ha @ u)
-        corr = self.KinvWt[:, active] @ y.reshape(-1, 3)
+        corr = self.KinvWt_T[active].T @ y.reshape(-1, 3)
         return d0 - corr
 
     def _lbfgs(self, x: np.ndarray, A: np.ndarray, contact: bool) -> SolveInfo:
