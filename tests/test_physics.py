@@ -84,21 +84,33 @@ def test_compiled_polar_matches_svd_cold_warm_inverted_and_singular():
     assert np.abs(warm[40:] - ref[40:]).max() < 1e-10 and np.abs(far[40:] - ref[40:]).max() < 1e-10
 
 
-def test_fused_element_kernel_matches_the_numpy_terms():
-    from faceforge.physics.kernels import ShapeTargetKernel, warp_device
+def _element_steps() -> list:
+    """Every element-step implementation this machine can run: Warp (CPU, CUDA), torch (CPU, CUDA)."""
+    import torch
+    from faceforge.physics.kernels import ShapeTargetKernel, TorchShapeTargets, warp_device
 
-    device = warp_device(prefer_cuda=False)
-    if device is None:
-        pytest.skip("Warp is not available")
+    steps = [pytest.param(lambda w: TorchShapeTargets(w, "cpu"), id="torch-cpu")]
+    if warp_device(prefer_cuda=False) is not None:
+        steps.append(pytest.param(lambda w: ShapeTargetKernel(w, "cpu"), id="warp-cpu"))
+    if warp_device() not in (None, "cpu"):
+        steps.append(pytest.param(lambda w: ShapeTargetKernel(w, warp_device()), id="warp-cuda"))
+    if torch.cuda.is_available():
+        steps.append(pytest.param(lambda w: TorchShapeTargets(w, "cuda"), id="torch-cuda"))
+    return steps
+
+
+@pytest.mark.parametrize("make_step", _element_steps())
+def test_fused_element_step_matches_the_numpy_terms(make_step):
     rng = np.random.default_rng(8)
-    n = 5000  # above the size at which launches are split over threads
+    n = 5000  # above the size at which CPU launches are split over threads
     A = _spd(rng, n)
     F = _random_rotations(rng, n) @ _spd(rng, n)
+    F[:5] *= -1.0  # inverted elements
     w = rng.uniform(0.5, 2.0, n)
-    kernel = ShapeTargetKernel(w, device)
-    kernel.set_actuation(A)
+    step = make_step(w)
+    step.set_actuation(A)
     for F_now in (F, F + 1e-3 * rng.normal(size=F.shape)):  # the second call starts from the first's R
-        terms, PT8 = kernel(np.swapaxes(F_now, 1, 2).copy())
+        terms, PT8 = step(np.swapaxes(F_now, 1, 2).copy())
         P = _svd_rotation(F_now @ np.swapaxes(A, 1, 2)) @ A
         ref_terms = w * np.einsum("eij,eij->e", P, 8.0 * P - 16.0 * F_now)
         assert np.allclose(terms, ref_terms, rtol=1e-10, atol=1e-12)

