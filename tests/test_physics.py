@@ -335,6 +335,45 @@ def test_lips_crossing_at_rest_are_separated_before_simulating(head):
     assert [face.penetrations(result.frames[i], result.jaw[i]) for i in range(2)] == [0, 0]
 
 
+def _devices() -> list[str]:
+    import torch
+
+    return ["torch-cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_device_path_matches_the_cpu_solve(face, head, device):
+    """The GPU path (torch sparse products, batched element step, cholespy on the device) gives the
+    CPU path's frames; on a machine without CUDA the same code runs on torch's CPU tensors."""
+    from faceforge.physics.solver import _DeviceEnergy
+
+    other = PhysicalFace.from_material(
+        face.material, PhysicsOptions(contact=True, device="cuda" if device == "cuda" else "cpu")
+    )
+    if device == "torch-cpu":
+        other.solver._device_energy = _DeviceEnergy(other.solver, "cpu")
+    press = _target(head, mouthPressLeft=1.5, mouthPressRight=1.5, mouthRollLower=1.5, jawOpen=0.1)
+    seq = head["rest"][None] + np.linspace(0.0, 1.0, 3)[:, None, None] * (press - head["rest"])[None]
+    ref = face.simulate(seq)
+    got = other.simulate(seq)
+    # round-off differs (another reduction order), so contact iterations may take other paths: agree
+    # to within the solver's own tolerance (10 um step); a wrong energy would differ by millimetres
+    assert np.abs(got.frames - ref.frames).max() < 2e-5
+    assert face.penetrations(got.frames[-1], got.jaw[-1]) == 0
+
+
+def test_unknown_or_missing_device_is_refused():
+    import torch
+    from faceforge.physics.solver import resolve_device
+
+    with pytest.raises(FaceForgeError, match="unknown physics device"):
+        resolve_device("tpu")
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(FaceForgeError, match="no CUDA"):
+            resolve_device("cuda")
+
+
 def test_sequence_progress_and_cancel(face_free, head):
     frames = np.stack([_target(head, jawOpen=w) for w in (0.0, 0.2, 0.4)])
     seen = []

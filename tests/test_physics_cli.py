@@ -47,6 +47,16 @@ def test_simulate_reports_bad_input_in_one_line(small_model_path, tmp_path):
     assert "unknown expression key" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_simulate_refuses_a_device_it_does_not_have(small_model_path, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    done = run("simulate", "--model", str(small_model_path), "--device", "cuda", "--out", str(tmp_path))
+    assert done.returncode != 0
+    assert "no CUDA GPU" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_bench_simulate_small_json(tmp_path):
     figure = tmp_path / "lips.png"
     done = run("bench", "simulate", "--small", "--frames", "2", "--json", "--figure", str(figure))
@@ -55,6 +65,7 @@ def test_bench_simulate_small_json(tmp_path):
     for key in ("elements", "seconds_per_frame", "v2v_mm", "penetrations_before", "penetrations_after"):
         assert key in payload
     assert set(payload["seconds_per_frame"]) == {"no_contact", "contact"}
+    assert payload["device"] in ("cpu", "cuda")
     assert payload["penetrations_before"] > 0 and payload["penetrations_after"] == 0
     assert payload["v2v_by_resolution"]["6.8"]["v2v_mm"] > payload["v2v_by_resolution"]["4.5"]["v2v_mm"]
     assert figure.stat().st_size > 10_000

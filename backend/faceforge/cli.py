@@ -229,14 +229,20 @@ def _cmd_bench_simulate(args: argparse.Namespace) -> int:
                 message = f"--resolutions takes mm values like 6.8,4.5,3,2; got {args.resolutions!r}"
                 raise FaceForgeError(message) from exc
         payload = run_bench(
-            small=args.small, frames=args.frames, progress=bar, figure=args.figure, table_resolutions=table
+            small=args.small,
+            frames=args.frames,
+            progress=bar,
+            figure=args.figure,
+            table_resolutions=table,
+            device=args.device,
         )
     finally:
         bar.close()
     sec = payload["seconds_per_frame"]
     lines = [
         f"lattice {payload['resolution_mm']:g} mm: {payload['elements']} hex elements, "
-        f"{payload['nodes']} nodes, setup {payload['setup_seconds']:.1f} s",
+        f"{payload['nodes']} nodes, setup {payload['setup_seconds']:.1f} s, "
+        f"on {payload.get('gpu', 'the CPU')}",
         f"seconds per frame ({payload['frames']}-frame ramps, warm-started): "
         f"{sec['no_contact']:.2f} without contact, {sec['contact']:.2f} with contact",
         f"intersecting mouth pairs: target {payload['penetrations_target']}, "
@@ -248,6 +254,9 @@ def _cmd_bench_simulate(args: argparse.Namespace) -> int:
         lines.append(f"{res:>15} | {row['elements']:>8} | {row['v2v_mm']:.3f}")
     _print(payload, args.json, lines)
     return 0
+
+
+_DEVICE_HELP = "where the physics solves run (auto: a CUDA GPU when torch sees one)"
 
 
 def _parse_weights(text: str) -> dict[str, float]:
@@ -267,8 +276,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from faceforge.data.meshio import write_obj
     from faceforge.model import rig
     from faceforge.physics import PhysicalFace, PhysicsOptions
+    from faceforge.physics.solver import resolve_device
     from faceforge.progress import TerminalProgress
 
+    resolve_device(args.device)  # refuse an unusable device before any work
     model, _ = _model_from_args(args)
     z_id = rig.sample_identity(model, args.identity_seed)[None]
     neutral, expressions = rig.expression_rig(model, rig.identity_codes(model, z_id))
@@ -289,7 +300,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     bar = TerminalProgress("faceforge simulate", enabled=not quiet)
     try:
         face = PhysicalFace(
-            neutral, faces, args.resolution * 1e-3, PhysicsOptions(contact=not args.no_contact),
+            neutral, faces, args.resolution * 1e-3,
+            PhysicsOptions(contact=not args.no_contact, device=args.device),
             jaw_open=jaw_open, progress=bar,
         )  # fmt: skip
         paralysis = None
@@ -792,6 +804,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--model", help="face model file")
     simulate.add_argument("--small", action="store_true", help="the small face model")
     simulate.add_argument("--out", required=True, help="output folder (OBJ frames, simulation.npz)")
+    simulate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=_DEVICE_HELP)
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=_cmd_simulate)
 
@@ -836,6 +849,9 @@ def _parser() -> argparse.ArgumentParser:
     bench_simulate.add_argument("--figure", help="also save the lip-contact section picture (PNG) here")
     bench_simulate.add_argument(
         "--resolutions", help="lattices (mm) of the V2V table, e.g. 6.8,4.5,3,2,1.3 (default 6.8,4.5,3,2)"
+    )
+    bench_simulate.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help=_DEVICE_HELP
     )
     bench_simulate.add_argument("--json", action="store_true")
     bench_simulate.set_defaults(func=_cmd_bench_simulate)

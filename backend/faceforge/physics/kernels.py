@@ -271,17 +271,21 @@ class TorchShapeTargets:
     def set_actuation(self, A: np.ndarray) -> None:
         self._A = self._torch.as_tensor(np.asarray(A, dtype=np.float64), device=self.device)
 
-    def __call__(self, FT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def terms(self, FT):  # noqa: ANN001, ANN201 - torch (E, 3, 3) on this device -> (terms, PT8)
+        """Energy terms ``(E,)`` and ``8 w P^T (E, 3, 3)`` as tensors on this device."""
         if self._A is None:
             raise RuntimeError("set_actuation() first")
-        FT_d = self._torch.as_tensor(np.ascontiguousarray(FT, dtype=np.float64), device=self.device)
-        F = FT_d.transpose(1, 2)
+        F = FT.transpose(1, 2)
         A = self._A
         self._R = torch_polar(F @ A.transpose(1, 2), self._R)
         P = self._R @ A
         w = self._w
         terms = w * (8.0 * (A * A).sum(dim=(1, 2)) - 16.0 * (P * F).sum(dim=(1, 2)))
-        PT8 = (8.0 * w)[:, None, None] * P.transpose(1, 2)
+        return terms, (8.0 * w)[:, None, None] * P.transpose(1, 2)
+
+    def __call__(self, FT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        FT_d = self._torch.as_tensor(np.ascontiguousarray(FT, dtype=np.float64), device=self.device)
+        terms, PT8 = self.terms(FT_d)
         return terms.cpu().numpy(), PT8.contiguous().cpu().numpy()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,14 @@ from faceforge.physics.material import MaterialSpace
 
 _DEBUG = bool(os.environ.get("FACEFORGE_PHYSICS_DEBUG"))
 
-__all__ = ["PhysicsOptions", "SolveInfo", "FaceSolver", "rigid_transform", "rotation_vector"]
+__all__ = [
+    "FaceSolver",
+    "PhysicsOptions",
+    "SolveInfo",
+    "resolve_device",
+    "rigid_transform",
+    "rotation_vector",
+]
 
 
 @dataclass
@@ -54,6 +62,9 @@ class PhysicsOptions:
         rtol: ... or on the relative energy decrease of the last iteration.
         max_iterations: per frame (per jaw sub-step with contact).
         history: L-BFGS memory.
+        device: where the energy and the linear solves run: ``"cpu"``, ``"cuda"`` or ``"auto"``
+            (CUDA when torch sees a GPU and ``FACEFORGE_DEVICE`` is not ``cpu``). Contact queries
+            (ipctk) and the L-BFGS bookkeeping stay on the CPU either way.
     """
 
     youngs_modulus: float = 5e3
@@ -66,6 +77,7 @@ class PhysicsOptions:
     rtol: float = 1e-4
     max_iterations: int = 80
     history: int = 6
+    device: str = "auto"
 
     @property
     def mu(self) -> float:
@@ -109,30 +121,97 @@ def rigid_transform(rotvec: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
 
 
-class _Factor:
-    """A factored SPD matrix (CHOLMOD via cholespy) that solves (n, k) right-hand sides."""
+def resolve_device(device: str = "auto") -> str:
+    """``"cpu"`` or ``"cuda"`` for a requested device (see :attr:`PhysicsOptions.device`)."""
+    wanted = (device or "auto").lower()
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise FaceForgeError(f"unknown physics device {device!r}: use auto, cpu or cuda")
+    available = torch.cuda.is_available()
+    if wanted == "cuda" and not available:
+        raise FaceForgeError("the physics device 'cuda' was asked for, but torch sees no CUDA GPU")
+    if wanted == "auto":
+        return "cuda" if available and os.environ.get("FACEFORGE_DEVICE", "").lower() != "cpu" else "cpu"
+    return wanted
 
-    def __init__(self, M: sp.spmatrix) -> None:
+
+class _Factor:
+    """A factored SPD matrix (CHOLMOD via cholespy) that solves (n, k) right-hand sides.
+
+    On ``device="cuda"`` CHOLMOD still factors on the CPU; cholespy then solves on the GPU (its
+    triangular solves, analysed once), and numpy right-hand sides are moved there and back."""
+
+    def __init__(self, M: sp.spmatrix, device: str = "cpu") -> None:
         from cholespy import CholeskySolverD, MatrixType
 
         M = sp.coo_matrix(M)
         self.n = M.shape[0]
+        self.device = device
         self._solver = CholeskySolverD(
             self.n,
-            torch.from_numpy(M.row.astype(np.int32)),
-            torch.from_numpy(M.col.astype(np.int32)),
-            torch.from_numpy(M.data.astype(np.float64)),
+            torch.from_numpy(M.row.astype(np.int32)).to(device),
+            torch.from_numpy(M.col.astype(np.int32)).to(device),
+            torch.from_numpy(M.data.astype(np.float64)).to(device),
             MatrixType.COO,
         )
+
+    def solve_tensor(self, b: torch.Tensor) -> torch.Tensor:
+        """Solve for a contiguous ``(n, k)`` float64 tensor on this factor's device."""
+        if b.shape[1] > 128:  # cholespy's GPU solve takes at most 128 right-hand sides at once
+            blocks = [b[:, k : k + 128].contiguous() for k in range(0, b.shape[1], 128)]
+            return torch.cat([self.solve_tensor(block) for block in blocks], 1)
+        x = torch.zeros_like(b)
+        self._solver.solve(b, x)
+        return x
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.ascontiguousarray(b, dtype=np.float64)
         flat = b.ndim == 1
-        bt = torch.from_numpy(b[:, None] if flat else b).contiguous()
-        x = torch.zeros_like(bt)
-        self._solver.solve(bt, x)
-        out = x.numpy()
+        bt = torch.from_numpy(b[:, None] if flat else b).to(self.device).contiguous()
+        out = self.solve_tensor(bt).cpu().numpy()
         return out[:, 0] if flat else out
+
+
+class _DeviceEnergy:
+    """The energy and gradient of :meth:`FaceSolver.energy` evaluated on a CUDA device (torch sparse
+    products and the batched element step); node positions go up and the gradient comes back."""
+
+    def __init__(self, solver: FaceSolver, device: str) -> None:
+        from faceforge.physics.kernels import TorchShapeTargets
+
+        def csr(M: sp.spmatrix) -> torch.Tensor:
+            M = sp.csr_matrix(M)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.sparse_csr_tensor(
+                    torch.from_numpy(M.indptr.astype(np.int64)),
+                    torch.from_numpy(M.indices.astype(np.int64)),
+                    torch.from_numpy(M.data.astype(np.float64)),
+                    size=M.shape,
+                    device=device,
+                    check_invariants=False,  # built from a valid scipy CSR
+                )
+
+        self.device = device
+        self.n_elements = solver.material.n_elements
+        self.G_bar = csr(solver.G_bar)
+        self.G_bar_T = csr(solver.G_bar_T)
+        self.L = csr(solver.L)
+        self.step = TorchShapeTargets(solver.weights, device)
+        self._A: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray, A: np.ndarray, external: np.ndarray) -> tuple[float, np.ndarray]:
+        if self._A is not A:
+            self.step.set_actuation(A)
+            self._A = A
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).to(self.device)
+        ext = torch.from_numpy(np.ascontiguousarray(external, dtype=np.float64)).to(self.device)
+        FT = (self.G_bar @ xt).reshape(self.n_elements, 3, 3)
+        Lx = self.L @ xt
+        terms, PT8 = self.step.terms(FT)
+        b = self.G_bar_T @ PT8.reshape(-1, 3)
+        e = (xt * Lx).sum() + terms.sum() - (ext * xt).sum()
+        g = 2.0 * (Lx - b) - ext
+        return float(e), g.cpu().numpy()
 
 
 class FaceSolver:
@@ -159,7 +238,8 @@ class FaceSolver:
         self.free = np.flatnonzero(~constrained)
         self.fixed = np.flatnonzero(constrained)
         self.L_ff = self.L[self.free][:, self.free].tocsr()
-        self.factor = _Factor(2.0 * self.L_ff)
+        self.device = resolve_device(self.options.device)
+        self.factor = _Factor(2.0 * self.L_ff, self.device)
         ne = material.n_elements
         # Fbar as one sparse product: row (e, j) of G_bar holds B_sum[a, j] / 8 at node a of e,
         # so (G_bar @ x)[(e, j), i] = Fbar_e[i, j]; its transpose scatters the right-hand side.
@@ -176,6 +256,7 @@ class FaceSolver:
             self.set_gravity(np.asarray(self.options.gravity, dtype=np.float64))
         self._kernel: ShapeTargetKernel | TorchShapeTargets | None | bool = False
         self._kernel_A: np.ndarray | None = None
+        self._device_energy = _DeviceEnergy(self, self.device) if self.device != "cpu" else None
         self.collisions: MouthCollisions | None = None
         if self.options.contact:
             self._setup_contact()
@@ -264,6 +345,8 @@ class FaceSolver:
         E = sum_d x_d^T L x_d - 16 sum_e w_e <P_e, Fbar_e> + 8 sum_e w_e ||P_e||^2, and
         grad = 2 (L x - b(P)) (R* is optimal, so its variation does not enter the gradient).
         """
+        if self._device_energy is not None:
+            return self._device_energy(x, A, self.external)
         ne = self.material.n_elements
         FT = (self.G_bar @ x).reshape(ne, 3, 3)  # FT[e] = Fbar_e^T
         Lx = self.L @ x

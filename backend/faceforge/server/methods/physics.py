@@ -26,13 +26,14 @@ def _physical_face(  # noqa: ANN202 - PhysicalFace
     jaw_open: np.ndarray | None,
     resolution_mm: float,
     contact: bool,
+    device: str = "auto",
 ):
     from faceforge.data.annotations import load_annotations
     from faceforge.errors import FaceForgeError
     from faceforge.physics import PhysicalFace, PhysicsOptions
 
     key = hashlib.sha1(np.ascontiguousarray(neutral, dtype=np.float64).tobytes()).hexdigest()
-    key += f"/{resolution_mm:.3f}/{contact}"
+    key += f"/{resolution_mm:.3f}/{contact}/{device}"
     cache = ctx.state.setdefault("physical_faces", {})
     if key not in cache:
         n = load_annotations()["n_vertices"]
@@ -41,7 +42,7 @@ def _physical_face(  # noqa: ANN202 - PhysicalFace
                 f"the face has {len(neutral)} vertices; physics needs the FaceForge head topology ({n})"
             )
         cache.clear()  # one face at a time: a 2 mm face holds ~1 GB of factors
-        options = PhysicsOptions(contact=contact)
+        options = PhysicsOptions(contact=contact, device=device)
         cache[key] = PhysicalFace(
             neutral, faces, resolution_mm * 1e-3, options, jaw_open=jaw_open, progress=ctx.progress
         )
@@ -56,6 +57,7 @@ def _physical_face(  # noqa: ANN202 - PhysicalFace
         "gravity": Param(list, default=None, items=(int, float), doc="gravity (m/s^2) in the face's frame"),
         "jaw_scale": Param(float, default=1.0, minimum=0.5, maximum=1.5, doc="scale of the jaw bone"),
         "jaw_key": Param(int, default=-1, minimum=-1, doc="index of the jawOpen key (marks the jaw side)"),
+        "device": Param(str, default="auto", doc="where the solves run: auto (a CUDA GPU if any), cpu, cuda"),
     },
     arrays={
         "neutral": ArraySpec(("float32", "float64"), ("V", 3), doc="the face's basis (V, 3), metres"),
@@ -79,6 +81,7 @@ def simulate(
     gravity: list | None = None,
     jaw_scale: float = 1.0,
     jaw_key: int = -1,
+    device: str = "auto",
 ) -> dict:
     """Simulate the face's animation and bake it on its keys (see the module docstring)."""
     from faceforge.animate.motion import project_to_keys
@@ -92,7 +95,9 @@ def simulate(
     if gravity is not None and len(gravity) != 3:
         raise FaceForgeError("gravity needs three components")
     jaw_open = keys[jaw_key] if 0 <= jaw_key < len(keys) else None
-    face = _physical_face(ctx, neutral, np.asarray(faces, dtype=np.int64), jaw_open, resolution_mm, contact)
+    face = _physical_face(
+        ctx, neutral, np.asarray(faces, dtype=np.int64), jaw_open, resolution_mm, contact, device
+    )
     targets = neutral[None] + np.tensordot(values, keys, axes=1)
     result = face.simulate(
         targets,
