@@ -316,6 +316,19 @@ def test_contact_removes_every_intersection_even_when_the_target_intersects(face
     assert res.v2v_mm[0] < 4.0
 
 
+def test_jaw_closed_through_the_lips_stops_at_contact(face, head):
+    """jawOpen driven below 0 closes the jaw past rest: the target pushes the lower lip and teeth
+    through the upper ones; the simulated jaw stops where the mouth meets, with no crossing."""
+    target = _target(head, jawOpen=-0.4)
+    act = face.fitter(target[face.material.skin_vertices])
+    jaw = np.eye(4)
+    jaw[:3, :3], jaw[:3, 3] = act.rotation, act.translation
+    assert face.penetrations(target, jaw) > 0
+    res = face.simulate(np.stack([head["rest"], target]))
+    assert face.penetrations(res.frames[-1], res.jaw[-1]) == 0
+    assert np.abs(res.jaw[-1] - jaw).max() > 1e-3  # the jaw did not reach the target's pose
+
+
 def test_lips_crossing_at_rest_are_separated_before_simulating(head):
     """A generated neutral can have its lips through each other; the material space opens them by
     the least shift, so contact starts clean and the result has no crossing."""

@@ -91,7 +91,7 @@ class ActuationFitter:
         u[f2] = self.factor2.solve(rhs[f2] - self.M_free_fixed @ u[s.fixed])
         x = m.nodes + u
         F = np.swapaxes((s.G_bar @ x).reshape(m.n_elements, 3, 3), 1, 2)  # mean gradient per element
-        Rphi = polar_rotation(F)
+        Rphi = polar_rotation(F, s.device)
         A = np.swapaxes(Rphi, 1, 2) @ F
         A = 0.5 * (A + np.swapaxes(A, 1, 2))
         return Actuation(A, R, t, x)

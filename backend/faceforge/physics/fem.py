@@ -78,12 +78,17 @@ def deformation_gradients(x: np.ndarray, elements: np.ndarray, quad: HexQuadratu
     return np.einsum("eai,qaj->eqij", X, quad.B, optimize=True)
 
 
-def polar_rotation(M: np.ndarray) -> np.ndarray:
-    """``(..., 3, 3)`` rotation closest to each ``M`` (the R of M = R S, det R = +1), by SVD:
-    Warp's compiled ``svd3`` kernel for stacks of matrices, torch's batched SVD otherwise."""
+def polar_rotation(M: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """``(..., 3, 3)`` rotation closest to each ``M`` (the R of M = R S, det R = +1). Stacks of
+    matrices take the batched Newton iteration on ``device="cuda"``
+    (:func:`~faceforge.physics.kernels.torch_polar`), else Warp's compiled kernel; torch's batched
+    SVD otherwise."""
     if M.ndim == 3 and len(M) > 64:
-        from faceforge.physics.kernels import polar_rotations_compiled
+        from faceforge.physics.kernels import polar_rotations_compiled, torch_polar
 
+        if device == "cuda":
+            Mt = torch.from_numpy(np.ascontiguousarray(M, dtype=np.float64)).to(device)
+            return torch_polar(Mt).cpu().numpy()
         R = polar_rotations_compiled(M)
         if R is not None:
             return R
