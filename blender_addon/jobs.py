@@ -702,6 +702,7 @@ class SimulateTake(_TakeJob):
             "contact": bool(s.contact),
             "jaw_scale": float(s.jaw_scale),
             "jaw_key": self.names.index("jawOpen") if "jawOpen" in self.names else -1,
+            "device": str(s.device),
         }
         if self.gravity is not None:
             params["gravity"] = self.gravity

@@ -185,6 +185,13 @@ RESOLUTION_ITEMS = (
 )
 
 
+DEVICE_ITEMS = (
+    ("auto", "Auto", "A CUDA GPU when the backend sees one, else the CPU"),
+    ("cpu", "CPU", "Solve on the CPU"),
+    ("cuda", "GPU (CUDA)", "Solve on the CUDA GPU (fails if the backend has none)"),
+)
+
+
 class FaceForgePhysicsSettings(PropertyGroup):
     """Settings of the Physics panel, available as ``scene.faceforge_physics``."""
 
@@ -211,6 +218,9 @@ class FaceForgePhysicsSettings(PropertyGroup):
         name="Jaw Scale", description="Scale the jaw bone (bone reshaping); 1 keeps the anatomy",
         default=1.0, min=0.5, max=1.5,
     )  # fmt: skip
+    device: EnumProperty(
+        name="Device", description="Where the backend runs the solves", items=DEVICE_ITEMS, default="auto"
+    )
 
 
 class FaceForgeObjectSettings(PropertyGroup):

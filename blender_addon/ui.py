@@ -171,6 +171,7 @@ class VIEW3D_PT_faceforge_physics(_FaceForgePanel, Panel):
         else:
             layout.prop(settings, "paralysis_group")
         layout.prop(settings, "jaw_scale")
+        layout.prop(settings, "device")
         layout.operator("faceforge.simulate", icon="PHYSICS")
 
 

@@ -59,6 +59,13 @@ def test_simulate_refuses_bad_input_and_changes_nothing(face):
         bpy.ops.faceforge.simulate()
     assert not [t for t in face.data.shape_keys.animation_data.nla_tracks]
     physics.frame_start, physics.frame_end = 1, 3
+    import torch
+
+    if not torch.cuda.is_available():
+        physics.device = "cuda"
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            bpy.ops.faceforge.simulate()
+        physics.device = "auto"
     physics.paralysis_group = "missing"
     with pytest.raises(RuntimeError, match="vertex group"):
         bpy.ops.faceforge.simulate()

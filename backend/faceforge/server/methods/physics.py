@@ -94,6 +94,9 @@ def simulate(
         raise FaceForgeError("the frame range is empty")
     if gravity is not None and len(gravity) != 3:
         raise FaceForgeError("gravity needs three components")
+    from faceforge.physics.solver import resolve_device
+
+    resolve_device(device)  # an unknown or missing device fails before any work
     jaw_open = keys[jaw_key] if 0 <= jaw_key < len(keys) else None
     face = _physical_face(
         ctx, neutral, np.asarray(faces, dtype=np.int64), jaw_open, resolution_mm, contact, device
