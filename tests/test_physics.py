@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from faceforge.errors import FaceForgeError
@@ -256,6 +258,13 @@ def test_material_space_disk_cache_round_trip(head, tmp_path):
     entry.write_bytes(b"not a material space")
     again = cached_material_space(*args, jaw_open=head["jaw_open"], cache_dir=tmp_path)
     assert np.array_equal(again.nodes, built.nodes) and entry.stat().st_size > 1000
+    # only the most recently used entries are kept
+    for i in range(3):
+        (tmp_path / f"material-old{i}.npz").write_bytes(b"x")
+        os.utime(tmp_path / f"material-old{i}.npz", (1, 1))
+    other = head["rest"] * 1.01  # another face: a new entry, and the stale ones beyond keep=2 go
+    cached_material_space(other, head["faces"], RES, jaw_open=head["jaw_open"], cache_dir=tmp_path, keep=2)
+    assert len(list(tmp_path.glob("material-*.npz"))) == 2 and entry.exists()
 
 
 def test_bad_input_is_refused(head):
