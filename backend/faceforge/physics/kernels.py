@@ -191,10 +191,6 @@ class ShapeTargetKernel:
             self._e = wp.empty(self.n, dtype=wp.float64, device=device)
         self._A = None
 
-    def reset(self) -> None:
-        """Start the next call's rotations from the identity."""
-        self._R.assign(np.tile(np.eye(3), (self.n, 1, 1)))
-
     def set_actuation(self, A: np.ndarray) -> None:
         """Upload the actuations ``A (E, 3, 3)`` the following calls use."""
         with contextlib.redirect_stdout(sys.stderr):
@@ -264,9 +260,6 @@ class TorchShapeTargets:
         self._w = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=self.device)
         self._R = torch.eye(3, dtype=torch.float64, device=self.device).repeat(self.n, 1, 1)
         self._A = None
-
-    def reset(self) -> None:
-        self._R = self._torch.eye(3, dtype=self._torch.float64, device=self.device).repeat(self.n, 1, 1)
 
     def set_actuation(self, A: np.ndarray) -> None:
         self._A = self._torch.as_tensor(np.asarray(A, dtype=np.float64), device=self.device)

@@ -6,12 +6,14 @@ every node of a cell that embeds a bone point keeps that bone point exactly on i
 
 Without contact the solver is the local/global iteration accelerated by L-BFGS with the constant
 matrix 2 L_ff as initial Hessian (Liu, Bouaziz & Kavan 2017): L_ff is factored once per rest shape
-(CHOLMOD through ``cholespy``) and each iteration costs one batched 3 x 3 SVD over the elements
-and one solve with three right-hand sides. With contacts active the step solves
-(2 L_ff + H_barrier) d = -g exactly by a Woodbury update on the lip vertices (their Green's
-function ``W 2L^-1 W^T`` is precomputed once), every step is capped by ipctk's collision-free step
-size, and Armijo backtracking runs on the total energy (elastic + barrier - external work). Barrier
-stiffness starts at ipctk's suggested value and adapts as distances shrink.
+(CHOLMOD through ``cholespy``) and each iteration costs one pass of the fused element step
+(warm-started polar decompositions, :mod:`faceforge.physics.kernels`) and one solve with three
+right-hand sides. On ``device="cuda"`` the energy and the solves run on the GPU. With contacts
+active the step solves (2 L_ff + H_barrier) d = -g exactly by a Woodbury update on the lip
+vertices (their Green's function ``W 2L^-1 W^T`` is precomputed once), every step is capped by
+ipctk's collision-free step size, and Armijo backtracking runs on the total energy (elastic +
+barrier - external work). Barrier stiffness starts at ipctk's suggested value and adapts as
+distances shrink.
 
 Convergence: a frame stops when the largest nodal step falls below ``tol`` (default 10 um), when an
 iteration lowers the energy by less than ``rtol`` (default 1e-4) of its value, or after
@@ -176,8 +178,6 @@ class _DeviceEnergy:
     products and the batched element step); node positions go up and the gradient comes back."""
 
     def __init__(self, solver: FaceSolver, device: str) -> None:
-        from faceforge.physics.kernels import TorchShapeTargets
-
         def csr(M: sp.spmatrix) -> torch.Tensor:
             M = sp.csr_matrix(M)
             with warnings.catch_warnings():  # "sparse CSR support is in beta"
