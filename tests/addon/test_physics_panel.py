@@ -9,6 +9,15 @@ import pytest
 pytestmark = pytest.mark.anny
 
 
+@pytest.fixture(scope="module", autouse=True)
+def physics_cache(tmp_path_factory):
+    """The backend keeps material spaces in a cache of its own for these tests, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FACEFORGE_CACHE", str(tmp_path_factory.mktemp("faceforge-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def face(faceforge, small_model_path):
     scene = bpy.context.scene
