@@ -4,7 +4,7 @@ The rotation step of the shape-targeting solve is one 3 x 3 polar decomposition 
 iteration. It runs here as Higham's scaled Newton iteration X <- (z X + X^-T / z) / 2 with
 z = |det X|^(-1/3) (quadratic convergence to the orthogonal factor, which keeps the sign of det X),
 warm-started from the element's rotation of the previous call: polar(M) = R0 polar(R0^T M), and
-R0^T M is close to symmetric positive definite, so two to four iterations reach machine precision.
+R0^T M is close to symmetric positive definite, so a few iterations reach machine precision.
 Elements whose M is (nearly) singular or inverted take Warp's ``svd3`` with the sign fix instead.
 
 :class:`ShapeTargetKernel` fuses the whole element loop of the energy: rotation, target
