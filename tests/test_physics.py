@@ -384,6 +384,26 @@ def test_device_path_matches_the_cpu_solve(face, head, device):
     assert face.penetrations(got.frames[-1], got.jaw[-1]) == 0
 
 
+def test_auto_device_falls_back_to_the_cpu_when_the_gpu_solve_fails(face, monkeypatch, capsys):
+    """A GPU torch sees but the solver cannot use (driver, memory) must not stop an "auto" run."""
+    from faceforge.physics import solver as solver_module
+
+    real_factor = solver_module._Factor
+
+    def factor(M, device="cpu"):  # noqa: ANN001, ANN202
+        if device == "cuda":
+            raise RuntimeError("CUDA driver version is insufficient")
+        return real_factor(M, device)
+
+    monkeypatch.setattr(solver_module, "resolve_device", lambda device="auto": "cuda")
+    monkeypatch.setattr(solver_module, "_Factor", factor)
+    auto = solver_module.FaceSolver(face.material, PhysicsOptions(contact=False, device="auto"))
+    assert auto.device == "cpu" and auto._device_energy is None
+    assert "using the CPU" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="insufficient"):  # an explicit request fails loudly
+        solver_module.FaceSolver(face.material, PhysicsOptions(contact=False, device="cuda"))
+
+
 def test_unknown_or_missing_device_is_refused():
     import torch
     from faceforge.physics.solver import resolve_device

@@ -239,7 +239,15 @@ class FaceSolver:
         self.fixed = np.flatnonzero(constrained)
         self.L_ff = self.L[self.free][:, self.free].tocsr()
         self.device = resolve_device(self.options.device)
-        self.factor = _Factor(2.0 * self.L_ff, self.device)
+        try:
+            self.factor = _Factor(2.0 * self.L_ff, self.device)
+        except (RuntimeError, ValueError) as exc:
+            if self.device == "cpu" or (self.options.device or "auto").lower() != "auto":
+                raise
+            # "auto" found a GPU the solver cannot use (driver, memory): solve on the CPU instead
+            print(f"faceforge: the GPU solve is unavailable ({exc}); using the CPU", file=sys.stderr)
+            self.device = "cpu"
+            self.factor = _Factor(2.0 * self.L_ff, self.device)
         ne = material.n_elements
         # Fbar as one sparse product: row (e, j) of G_bar holds B_sum[a, j] / 8 at node a of e,
         # so (G_bar @ x)[(e, j), i] = Fbar_e[i, j]; its transpose scatters the right-hand side.
