@@ -9,6 +9,7 @@ import numpy as np
 
 from faceforge.data.dataset import FaceDataset
 from faceforge.errors import FaceForgeError
+from faceforge.figures import save_figure
 
 __all__ = ["render_landmarks"]
 
@@ -78,8 +79,4 @@ def render_landmarks(dataset: FaceDataset, out: str | os.PathLike, expression: i
     axes[0].legend(loc="lower right")
     fig.suptitle(f"Landmarks on the mean face of {dataset.n_identities} identities")
     fig.tight_layout()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out)

@@ -60,6 +60,7 @@ import torch
 from faceforge.data.dataset import BlendshapeClips, FaceDataset
 from faceforge.data.geometry import apply_rigid, edge_list, rigid_align
 from faceforge.errors import FaceForgeError
+from faceforge.figures import save_figure
 from faceforge.model.face_model import FaceModel
 from faceforge.progress import ProgressCallback, report
 
@@ -599,9 +600,7 @@ def _plot_kde(before: np.ndarray, after: np.ndarray, title: str, path: Path, com
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_error_maps(
@@ -632,9 +631,7 @@ def _plot_error_maps(
         ax.set_title(f"{method}\n{np.nanmean(values):.3f} mm", fontsize=8)
     fig.colorbar(collection, ax=axes[0].tolist(), shrink=0.8, label="mean error (mm)")
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # -- the protocol -------------------------------------------------------------------------------

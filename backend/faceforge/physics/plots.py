@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faceforge.figures import save_figure
+
 __all__ = ["plane_section", "render_lip_sections"]
 
 
@@ -50,8 +52,4 @@ def render_lip_sections(
     np.atleast_1d(axes)[0].set_ylabel("z (mm)")
     fig.suptitle("Mid-sagittal section of lips (red) and teeth proxies (grey)", fontsize=11)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
