@@ -7,21 +7,21 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from faceforge.errors import FaceForgeError
+from faceforge.store import (
+    default_cache_dir,
+    default_model_path,
+    default_motion_path,
+    ensure_dataset,
+    ensure_model,
+    ensure_motion_model,
+)
+from faceforge.store import default_data_dir as _default_data_dir
 
 __all__ = ["main", "default_cache_dir"]
-
-
-def default_cache_dir() -> Path:
-    """FaceForge's cache root: ``$FACEFORGE_CACHE`` or ``~/.cache/faceforge``."""
-    return Path(os.environ.get("FACEFORGE_CACHE", Path.home() / ".cache" / "faceforge"))
-
-
-def _default_data_dir(small: bool) -> Path:
-    return default_cache_dir() / "data" / ("anny-small" if small else "anny")
 
 
 def _print(payload: dict, as_json: bool, lines: Sequence[str]) -> None:
@@ -357,167 +357,17 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_model_path(population: str = "all", small: bool = False) -> Path:
-    """Where ``faceforge model build`` caches a model (``models/babyflow-<population>[-small].pt``)."""
-    return default_cache_dir() / "models" / f"babyflow-{population}{'-small' if small else ''}.pt"
-
-
 def _ensure_dataset(data: str | None, small: bool, quiet: bool) -> Path:
     """The dataset directory to use, building the default (or small) one if it is missing."""
-    from faceforge.data.build import BuildConfig, build_dataset
     from faceforge.progress import TerminalProgress
 
     if data:
         return Path(data)
-    directory = _default_data_dir(small)
     bar = TerminalProgress("faceforge data build", enabled=not quiet)
     try:
-        build_dataset(directory, BuildConfig.small() if small else BuildConfig(), progress=bar)
+        return ensure_dataset(None, small, progress=bar)
     finally:
         bar.close()
-    return directory
-
-
-def _model_build_config(small: bool, population: str, seed: int, epochs: int | None):  # noqa: ANN202
-    import dataclasses
-
-    from faceforge.model import FlowTrainingConfig, ModelBuildConfig
-
-    flow = (
-        FlowTrainingConfig(seed=seed, max_epochs=60, patience=15) if small else FlowTrainingConfig(seed=seed)
-    )
-    if epochs is not None:
-        flow = dataclasses.replace(flow, max_epochs=epochs)
-    return ModelBuildConfig(
-        population=population, seed=seed, flow=flow, expression_samples=600 if small else 3000
-    )
-
-
-def _cached_model_report(
-    path: Path, config: object, dataset: object, content_hash: str | None
-) -> dict | None:
-    """The build report of the model at ``path`` if it can be reused: it loads (current format)
-    and was built with ``config`` on this very dataset (content hash and topology); otherwise
-    None (rebuild)."""
-    import json
-
-    from faceforge.errors import FaceForgeError
-    from faceforge.model import load_model
-    from faceforge.model.face_model import topology_hash
-
-    if not path.is_file():
-        return None
-    try:
-        model = load_model(path)
-    except FaceForgeError:
-        return None
-    same_config = json.dumps(model.metadata.get("config"), sort_keys=True) == json.dumps(
-        config.to_json(), sort_keys=True
-    )
-    same_topology = model.topology_hash() == topology_hash(dataset.faces, dataset.n_vertices)
-    same_data = content_hash is not None and model.metadata.get("dataset_content_hash") == content_hash
-    if not (same_config and same_topology and same_data):
-        return None
-    return model.metadata.get("build_report", {})
-
-
-def ensure_model(
-    population: str = "all",
-    small: bool = False,
-    data: str | None = None,
-    out: str | Path | None = None,
-    seed: int = 0,
-    epochs: int | None = None,
-    force: bool = False,
-    progress: Callable[[int, int, str], bool | None] | None = None,
-) -> dict:
-    """Build a model (and the default dataset first if needed), or reuse an identical cached one.
-
-    Args:
-        population: ``"all"`` or ``"infant"``.
-        small: the small dataset and short flow training (seconds to a minute).
-        data: a built dataset folder (default: the default or small dataset, built if missing).
-        out: the model file (default: :func:`default_model_path`).
-        seed, epochs: build settings (see ``faceforge model build``).
-        force: rebuild even if an identical model exists.
-        progress: ``progress(done, total, message)`` for both stages; returning False cancels.
-
-    Returns:
-        ``{"path", "cached", **build report}``.
-    """
-    from faceforge.data.build import BuildConfig, build_dataset, load_built_dataset, read_manifest
-    from faceforge.model import build_model
-
-    if data:
-        directory = Path(data)
-    else:
-        directory = _default_data_dir(small)
-        stage = None if progress is None else (lambda d, t, m: progress(d, t, f"dataset: {m}"))
-        build_dataset(directory, BuildConfig.small() if small else BuildConfig(), progress=stage)
-    dataset = load_built_dataset(directory)
-    content_hash = read_manifest(directory).get("content_hash")
-    path = Path(out) if out else default_model_path(population, small)
-    config = _model_build_config(small, population, seed, epochs)
-    cached = None if force else _cached_model_report(path, config, dataset, content_hash)
-    if cached is not None:
-        return {"path": str(path), "cached": True, **cached}
-    stage = None if progress is None else (lambda d, t, m: progress(d, t, f"model ({population}): {m}"))
-    model, report = build_model(dataset, config, progress=stage)
-    model.metadata["dataset_content_hash"] = content_hash
-    model.save(path)
-    return {"path": str(path), "cached": False, **report}
-
-
-def default_motion_path(small: bool = False) -> Path:
-    """Where ``faceforge animate build`` caches the motion model (``models/motion[-small].pt``)."""
-    return default_cache_dir() / "models" / f"motion{'-small' if small else ''}.pt"
-
-
-def ensure_motion_model(
-    small: bool = False,
-    data: str | None = None,
-    out: str | Path | None = None,
-    seed: int = 0,
-    force: bool = False,
-    progress: Callable[[int, int, str], bool | None] | None = None,
-) -> dict:
-    """Build the motion model (Motion3DGAN + S2D-Dec; the default dataset first if needed), or reuse
-    an identical cached one. Returns ``{"path", "cached", **build report}``."""
-    import json
-
-    from faceforge.animate.bundle import MotionBuildConfig, build_motion_model, load_motion_model
-    from faceforge.data.build import BuildConfig, build_dataset, load_built_dataset, read_manifest
-    from faceforge.model.face_model import topology_hash
-
-    if data:
-        directory = Path(data)
-    else:
-        directory = _default_data_dir(small)
-        stage = None if progress is None else (lambda d, t, m: progress(d, t, f"dataset: {m}"))
-        build_dataset(directory, BuildConfig.small() if small else BuildConfig(), progress=stage)
-    dataset = load_built_dataset(directory)
-    content_hash = read_manifest(directory).get("content_hash")
-    path = Path(out) if out else default_motion_path(small)
-    config = MotionBuildConfig.default(small=small, seed=seed)
-    if not force and path.is_file():
-        try:
-            cached = load_motion_model(path)
-        except FaceForgeError:
-            cached = None
-        same_config = cached is not None and json.dumps(
-            cached.metadata.get("config"), sort_keys=True
-        ) == json.dumps(config.to_json(), sort_keys=True)
-        if (
-            same_config
-            and cached.metadata.get("dataset_content_hash") == content_hash
-            and cached.topology_hash == topology_hash(dataset.faces, dataset.n_vertices)
-        ):
-            return {"path": str(path), "cached": True, **cached.metadata.get("build_report", {})}
-    stage = None if progress is None else (lambda d, t, m: progress(d, t, f"motion model: {m}"))
-    model, report = build_motion_model(dataset, config, progress=stage)
-    model.metadata["dataset_content_hash"] = content_hash
-    model.save(path)
-    return {"path": str(path), "cached": False, **report}
 
 
 def _cmd_animate_build(args: argparse.Namespace) -> int:
