@@ -59,7 +59,8 @@ def test_model_errors_are_one_line(tmp_path):
 
 
 def test_a_stale_cached_model_is_rebuilt_not_reused(small_model_path, small_dataset, tmp_path):
-    from faceforge.cli import _cached_model_report, _model_build_config
+    from faceforge.store import cached_model_report as _cached_model_report
+    from faceforge.store import model_build_config as _model_build_config
 
     config = _model_build_config(small=True, population="all", seed=0, epochs=5)
     broken = tmp_path / "broken.pt"

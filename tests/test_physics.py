@@ -244,7 +244,7 @@ def test_material_space_embeds_skin_and_bones(face, head):
 
 
 def test_material_space_disk_cache_round_trip(head, tmp_path):
-    from faceforge.physics.material import cached_material_space
+    from faceforge.store import cached_material_space
 
     args = (head["rest"], head["faces"], RES)
     built = cached_material_space(*args, jaw_open=head["jaw_open"], cache_dir=tmp_path)

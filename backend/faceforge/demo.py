@@ -108,8 +108,8 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if model is None:
-        from faceforge.cli import ensure_model
         from faceforge.progress import TerminalProgress
+        from faceforge.store import ensure_model
 
         step(f"loading or building the {'small ' if small else ''}default model")
         bar = TerminalProgress("faceforge model", enabled=True)
@@ -118,8 +118,8 @@ def run_demo(
         finally:
             bar.close()
     if motion_model is None:
-        from faceforge.cli import ensure_motion_model
         from faceforge.progress import TerminalProgress
+        from faceforge.store import ensure_motion_model
 
         step(f"loading or building the {'small ' if small else ''}motion model (Motion3DGAN + S2D-Dec)")
         bar = TerminalProgress("faceforge animate", enabled=True)

@@ -31,6 +31,7 @@ import torch
 from scipy import sparse
 from torch import nn
 
+from faceforge.device import resolve_device
 from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 
@@ -504,7 +505,7 @@ def train_s2d(
     hierarchy_seconds = time.perf_counter() - started
     landmarks = np.asarray(dataset.landmarks["ibug68"])
     model = S2DModel(hierarchy, landmarks, config)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(resolve_device())  # the device policy: $FACEFORGE_DEVICE, else a GPU if any
     decoder = model.decoder.to(device)
     x_all, y_all = training_pairs(dataset, train_identities, config.clip_frames, expressions)
     x_all = torch.as_tensor(x_all.reshape(len(x_all), -1) * 1e3)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from faceforge.animate import shape_space as ss
+from faceforge.device import resolve_device
 from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 
@@ -251,7 +252,7 @@ def train_motion3dgan(
     mean_q = ss.karcher_mean(qs)
     tangents = np.stack([ss.log_map(mean_q, q) for q in qs]).astype(np.float32)
     model = Motion3DGAN(names, mean_q, lengths, config)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(resolve_device())  # the device policy: $FACEFORGE_DEVICE, else a GPU if any
     model.to(device)
     critic = _Critic(len(names), config.hidden, tangents[0].size).to(device)
     g_opt = torch.optim.Adam(model.generator.parameters(), lr=config.learning_rate, betas=config.betas)

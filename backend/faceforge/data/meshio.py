@@ -5,6 +5,12 @@ no removal of unused vertices) and the file's face order, so meshes of one topol
 different files line up vertex by vertex. Polygons with more than three corners are fan-triangulated
 (``(a, b, c, d)`` becomes ``(a, b, c), (a, c, d)``). Coordinates are returned as stored in the file;
 unit conversion is up to the caller.
+
+Why not trimesh (5.2.0, checked): with ``process=False`` it keeps OBJ vertex order only with
+``maintain_order=True``, splits quads as ``(a, b, c), (c, d, a)``, groups a PLY's triangles before its
+polygons' second triangles (face order lost), and misreads binary PLY faces of mixed sizes (it reads
+every list with the first row's length). A glTF/GLB reader, when retargeting or capture need one,
+belongs beside these functions so that every format keeps the same checks and messages.
 """
 
 from __future__ import annotations

@@ -107,13 +107,14 @@ def _kernels():  # noqa: ANN202 - (warp module, polar kernel, fused kernel) or N
 
 
 def warp_device(prefer_cuda: bool = True) -> str | None:
-    """The Warp device the kernels run on (``"cuda:0"`` when present and wanted, else ``"cpu"``),
-    or None without Warp. ``FACEFORGE_DEVICE=cpu`` forces the CPU."""
+    """The Warp device the kernels can run on (``"cuda:0"`` when Warp sees a GPU and it is wanted,
+    else ``"cpu"``), or None without Warp. Which device is *wanted* is
+    :mod:`faceforge.device`'s decision; :func:`element_step` asks with the solver's device."""
     k = _kernels()
     if k is None:
         return None
     wp = k[0]
-    if prefer_cuda and os.environ.get("FACEFORGE_DEVICE", "").lower() != "cpu" and wp.is_cuda_available():
+    if prefer_cuda and wp.is_cuda_available():
         return "cuda:0"
     return "cpu"
 
@@ -282,17 +283,15 @@ class TorchShapeTargets:
         return terms.cpu().numpy(), PT8.contiguous().cpu().numpy()
 
 
-def element_step(weights: np.ndarray) -> ShapeTargetKernel | TorchShapeTargets | None:
-    """The fastest element step here: Warp (on CUDA when present, else the CPU cores), else torch on
-    a CUDA device, else None (the caller's numpy reference path). ``FACEFORGE_DEVICE=cpu`` keeps it
-    on the CPU."""
-    device = warp_device()
-    if device is not None:
-        return ShapeTargetKernel(weights, device)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return None
-    if os.environ.get("FACEFORGE_DEVICE", "").lower() != "cpu" and torch.cuda.is_available():
-        return TorchShapeTargets(weights, "cuda")
-    return None
+def element_step(weights: np.ndarray, device: str = "cpu") -> ShapeTargetKernel | TorchShapeTargets | None:
+    """The fastest element step on ``device`` (the solver's resolved ``"cpu"`` or ``"cuda"``, see
+    :func:`faceforge.device.resolve_device`): on ``"cpu"`` Warp's CPU kernel, else None (the caller's
+    numpy reference path); on ``"cuda"`` Warp's CUDA kernel, else torch on the GPU. Never a GPU for
+    ``"cpu"``, even when one is present."""
+    if device == "cpu":
+        return None if warp_device(prefer_cuda=False) is None else ShapeTargetKernel(weights, "cpu")
+    if device != "cuda":
+        raise ValueError(f"element_step runs on 'cpu' or 'cuda', got {device!r}")
+    if warp_device(prefer_cuda=True) == "cuda:0":
+        return ShapeTargetKernel(weights, "cuda:0")
+    return TorchShapeTargets(weights, "cuda")

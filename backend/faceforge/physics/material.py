@@ -38,7 +38,6 @@ __all__ = [
     "TISSUE_DEPTH_MM",
     "MaterialSpace",
     "build_material_space",
-    "cached_material_space",
     "load_material_space",
     "material_cache_key",
     "save_material_space",
@@ -759,46 +758,3 @@ def load_material_space(path: str | Path) -> MaterialSpace:
             else:
                 values[f.name] = z[f.name]
     return MaterialSpace(**values)
-
-
-def cached_material_space(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    resolution: float = 0.002,
-    *,
-    jaw_open: np.ndarray | None = None,
-    cache_dir: str | Path | None = None,
-    keep: int = 16,
-) -> MaterialSpace:
-    """:func:`build_material_space`, kept on disk under ``cache_dir`` (default
-    ``$FACEFORGE_CACHE/physics``): a head already built at this resolution loads in well under a
-    second instead of being rebuilt (about 20 s at 2 mm). A damaged entry is rebuilt; only the
-    ``keep`` most recently used entries stay (1 MB at 6.8 mm, 8.5 MB at 2 mm)."""
-    if cache_dir is None:
-        from faceforge.cli import default_cache_dir
-
-        cache_dir = default_cache_dir() / "physics"
-    import os
-
-    path = Path(cache_dir) / f"material-{material_cache_key(vertices, faces, resolution, jaw_open)}.npz"
-    if path.exists():
-        try:
-            material = load_material_space(path)
-            os.utime(path)  # most recently used: the last to be pruned
-            return material
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)
-    material = build_material_space(vertices, faces, resolution, jaw_open=jaw_open)
-    try:
-        save_material_space(material, path)
-        _prune_cache(Path(cache_dir), keep)
-    except OSError:  # a read-only cache is no reason to fail the simulation
-        pass
-    return material
-
-
-def _prune_cache(cache_dir: Path, keep: int) -> None:
-    """Delete all but the ``keep`` most recently used material spaces in ``cache_dir``."""
-    entries = sorted(cache_dir.glob("material-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in entries[keep:]:
-        stale.unlink(missing_ok=True)

@@ -17,9 +17,10 @@ import numpy as np
 from faceforge.errors import FaceForgeError
 from faceforge.physics.actuation import ActuationFitter, blend_paralysis
 from faceforge.physics.contact import count_intersecting_pairs
-from faceforge.physics.material import MaterialSpace, build_material_space, cached_material_space
+from faceforge.physics.material import MaterialSpace, build_material_space
 from faceforge.physics.solver import FaceSolver, PhysicsOptions
 from faceforge.progress import ProgressCallback, report
+from faceforge.store import cached_material_space
 
 __all__ = ["SimulationResult", "PhysicalFace", "mouth_mesh"]
 
@@ -88,7 +89,7 @@ class PhysicalFace:
         options: :class:`PhysicsOptions` (material, contact, gravity, tolerances).
         jaw_open: ``(V, 3)`` this head's ``jawOpen`` displacement (marks the jaw side), optional.
         progress: called while building.
-        cache: keep the material space on disk (:func:`~faceforge.physics.material.cached_material_space`)
+        cache: keep the material space on disk (:func:`~faceforge.store.cached_material_space`)
             so the same head at the same resolution skips the lattice build next time.
     """
 

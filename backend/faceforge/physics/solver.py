@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from faceforge import device as device_policy
 from faceforge.errors import FaceForgeError
 from faceforge.physics.contact import MouthCollisions
 from faceforge.physics.fem import HexQuadrature, assemble_laplacian, polar_rotation
@@ -65,7 +66,8 @@ class PhysicsOptions:
         max_iterations: per frame (per jaw sub-step with contact).
         history: L-BFGS memory.
         device: where the energy and the linear solves run: ``"cpu"``, ``"cuda"`` or ``"auto"``
-            (CUDA when torch sees a GPU and ``FACEFORGE_DEVICE`` is not ``cpu``). Contact queries
+            (the policy of :mod:`faceforge.device`: ``$FACEFORGE_DEVICE``, else CUDA when torch sees a
+            GPU; a GPU that fails falls back to the CPU with a message). Contact queries
             (ipctk) and the L-BFGS bookkeeping stay on the CPU either way.
     """
 
@@ -124,16 +126,9 @@ def rigid_transform(rotvec: np.ndarray) -> np.ndarray:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``"cpu"`` or ``"cuda"`` for a requested device (see :attr:`PhysicsOptions.device`)."""
-    wanted = (device or "auto").lower()
-    if wanted not in ("auto", "cpu", "cuda"):
-        raise FaceForgeError(f"unknown physics device {device!r}: use auto, cpu or cuda")
-    available = torch.cuda.is_available()
-    if wanted == "cuda" and not available:
-        raise FaceForgeError("the physics device 'cuda' was asked for, but torch sees no CUDA GPU")
-    if wanted == "auto":
-        return "cuda" if available and os.environ.get("FACEFORGE_DEVICE", "").lower() != "cpu" else "cpu"
-    return wanted
+    """``"cpu"`` or ``"cuda"`` for a requested device (see :attr:`PhysicsOptions.device`), by the
+    policy of :mod:`faceforge.device`."""
+    return device_policy.resolve_device(device, what="physics device")
 
 
 class _Factor:
@@ -242,11 +237,10 @@ class FaceSolver:
         try:
             self.factor = _Factor(2.0 * self.L_ff, self.device)
         except (RuntimeError, ValueError) as exc:
-            if self.device == "cpu" or (self.options.device or "auto").lower() != "auto":
+            if self.device == "cpu":
                 raise
             # "auto" found a GPU the solver cannot use (driver, memory): solve on the CPU instead
-            print(f"faceforge: the GPU solve is unavailable ({exc}); using the CPU", file=sys.stderr)
-            self.device = "cpu"
+            self.device = device_policy.cpu_fallback(self.options.device, exc)
             self.factor = _Factor(2.0 * self.L_ff, self.device)
         ne = material.n_elements
         # Fbar as one sparse product: row (e, j) of G_bar holds B_sum[a, j] / 8 at node a of e,
@@ -381,7 +375,7 @@ class FaceSolver:
     def _element_kernel(self) -> ShapeTargetKernel | TorchShapeTargets | None:
         """The compiled/batched element step (created on first use), or None for the numpy path."""
         if self._kernel is False:
-            self._kernel = element_step(self.weights)
+            self._kernel = element_step(self.weights, self.device)
             self._kernel_A = None
         return self._kernel
 

@@ -57,23 +57,17 @@ def detect_runtime(device: str = "auto") -> dict[str, Any]:
     """Interpreter, torch version and compute device.
 
     Args:
-        device: ``"auto"`` (``"cuda"`` when torch sees a GPU, else ``"cpu"``), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``, resolved by :func:`faceforge.device.resolve_device`
+            (``"auto"``: ``$FACEFORGE_DEVICE`` if set, else ``"cuda"`` when torch sees a GPU).
 
     Raises:
         FaceForgeError: ``"cuda"`` asked for but torch sees no GPU, or an unknown device.
     """
     import torch
 
-    from faceforge.errors import FaceForgeError
+    from faceforge.device import resolve_device
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise FaceForgeError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FaceForgeError(
-            "device cuda was asked for but this torch build sees no GPU "
-            f"(torch {torch.__version__}): install a CUDA build of torch, or choose cpu"
-        )
-    cuda = torch.cuda.is_available() and device != "cpu"
+    cuda = resolve_device(device) == "cuda"
     return {
         "device": "cuda" if cuda else "cpu",
         "cuda_device": torch.cuda.get_device_name(0) if cuda else None,

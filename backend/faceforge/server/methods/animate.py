@@ -30,7 +30,7 @@ _COMMON = {
 
 def _motion_model(ctx: Context, path: str | None):  # noqa: ANN202 - MotionModel
     from faceforge.animate.bundle import load_motion_model
-    from faceforge.cli import default_motion_path
+    from faceforge.store import default_motion_path
 
     if path is None:
         candidates = [default_motion_path(False), default_motion_path(True)]
@@ -136,6 +136,6 @@ def transfer(
 )
 def build(ctx: Context, small: bool = False, force: bool = False) -> dict:
     """Build (or reuse) the default motion model, with progress; cancel leaves no file."""
-    from faceforge.cli import ensure_motion_model
+    from faceforge.store import ensure_motion_model
 
     return ensure_motion_model(small=small, force=force, progress=ctx.progress)

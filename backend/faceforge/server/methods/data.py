@@ -24,9 +24,9 @@ _SMALL_DOC = "with no folder given: the small dataset instead of the default one
 
 def _folder(value: str | None, small: bool, name: str) -> Path:
     if value is None:
-        from faceforge.cli import default_cache_dir
+        from faceforge.store import default_data_dir
 
-        return default_cache_dir() / "data" / ("anny-small" if small else "anny")
+        return default_data_dir(small)
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise RpcError(

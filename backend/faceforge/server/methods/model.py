@@ -47,8 +47,8 @@ def _model(ctx: Context):  # noqa: ANN202 - FaceModel
 )
 def load(ctx: Context, path: str | None = None, population: str = "all", small: bool = False) -> dict:
     """Load a model file into the session; the result is :meth:`FaceModel.info`."""
-    from faceforge.cli import default_model_path
     from faceforge.model import load_model
+    from faceforge.store import default_model_path
 
     if path is None:
         if population not in ("all", "infant"):
@@ -211,8 +211,8 @@ def build(
 ) -> dict:
     """Build the default model (and the default dataset first if missing), or reuse an identical
     cached one; progress covers both stages and cancel stops either without a half-written file."""
-    from faceforge.cli import ensure_model
     from faceforge.model import load_model
+    from faceforge.store import ensure_model
 
     if population not in ("all", "infant"):
         raise RpcError(ErrorCode.INVALID_PARAMS, f"population must be 'all' or 'infant', got {population!r}")
