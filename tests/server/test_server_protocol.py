@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import time
 import types
 
 import numpy as np
@@ -23,15 +25,6 @@ from faceforge.server.protocol import (
 )
 from faceforge.server.registry import Param, Registry, method
 from faceforge.server.service import Service, error_from_exception
-
-
-def test_error_codes_have_their_json_rpc_numbers():
-    assert ErrorCode.PARSE_ERROR == -32700
-    assert ErrorCode.INVALID_REQUEST == -32600
-    assert ErrorCode.METHOD_NOT_FOUND == -32601
-    assert ErrorCode.INVALID_PARAMS == -32602
-    assert ErrorCode.INTERNAL_ERROR == -32603
-    assert (ErrorCode.MODEL_MISSING, ErrorCode.CANCELLED, ErrorCode.BACKEND_BUSY) == (-32001, -32002, -32003)
 
 
 def test_the_add_on_client_knows_the_same_codes_and_version(bc):
@@ -87,18 +80,51 @@ def test_encode_writes_one_strict_json_line():
         encode({"result": float("nan")})
 
 
-@pytest.mark.parametrize(
-    ("error", "code"),
-    [
-        (Cancelled("stop"), ErrorCode.CANCELLED),
-        (DataError("bad mesh"), ErrorCode.DATA_ERROR),
-        (FaceForgeError("bad settings"), ErrorCode.FACEFORGE_ERROR),
-        (RpcError(ErrorCode.MODEL_MISSING, "no model"), ErrorCode.MODEL_MISSING),
-        (ZeroDivisionError("division by zero"), ErrorCode.INTERNAL_ERROR),
-    ],
-)
-def test_exceptions_map_to_error_codes(error, code):
-    assert error_from_exception(error).code == code
+def _raising_methods() -> types.ModuleType:
+    """A method module whose methods fail the ways real methods do: a user error, bad data, a
+    cancel, a specific protocol code, and bugs (ValueError, KeyError, ZeroDivisionError)."""
+    module = types.ModuleType("faceforge_test_failing_methods")
+    failures = {
+        "fail.user": lambda: FaceForgeError("the scan has no faces"),
+        "fail.data": lambda: DataError("scan.obj line 3: text in a number"),
+        "fail.cancelled": lambda: Cancelled("stopped at step 4"),
+        "fail.missing": lambda: RpcError(ErrorCode.MODEL_MISSING, "no model"),
+        "fail.valueerror": lambda: ValueError("operands could not be broadcast"),
+        "fail.keyerror": lambda: KeyError("jawOpen"),
+        "fail.zerodivision": lambda: ZeroDivisionError("division by zero"),
+    }
+    for name, make in failures.items():
+
+        def fail(ctx, _make=make) -> dict:
+            raise _make()
+
+        fail.__module__ = module.__name__
+        setattr(module, name.replace(".", "_"), method(name)(fail))
+    return module
+
+
+def test_each_failure_reaches_the_wire_with_its_code_and_bugs_are_internal_errors():
+    names = ["user", "data", "cancelled", "missing", "valueerror", "keyerror", "zerodivision"]
+    requests = [{"v": 1, "id": k, "method": f"fail.{name}"} for k, name in enumerate(names)]
+    replies = {r["id"]: r for r in _converse(requests, Registry.from_modules([_raising_methods(), core]))}
+    codes = {name: replies[k]["error"]["code"] for k, name in enumerate(names)}
+    # JSON-RPC's own numbers for the standard codes, FaceForge's for the rest: what the add-on reads.
+    assert codes == {
+        "user": ErrorCode.FACEFORGE_ERROR,
+        "data": ErrorCode.DATA_ERROR,
+        "cancelled": ErrorCode.CANCELLED,
+        "missing": ErrorCode.MODEL_MISSING,
+        "valueerror": -32603,
+        "keyerror": -32603,
+        "zerodivision": -32603,
+    }
+    assert replies[1]["error"]["message"] == "scan.obj line 3: text in a number"
+    # A user error is one line for the user, no traceback; a bug carries its traceback.
+    assert "data" not in replies[0]["error"] or "traceback" not in (replies[0]["error"]["data"] or {})
+    for k in (4, 5, 6):
+        error = replies[k]["error"]
+        assert error["message"].startswith("internal error in the backend:")
+        assert "Traceback" in error["data"]["traceback"] and "raise _make()" in error["data"]["traceback"]
 
 
 def test_internal_errors_carry_the_traceback():
@@ -300,6 +326,31 @@ def _serve(lines: list[bytes], registry: Registry | None = None) -> list[dict]:
         service.run(io.BytesIO(b"".join(lines)))
         service.close()
     return [json.loads(line) for line in output.getvalue().splitlines()]
+
+
+def _converse(requests: list[dict], registry: Registry, timeout: float = 20.0) -> list[dict]:
+    """Send each request through a pipe and wait for its answer before the next (as the add-on
+    does), then shut down; returns every reply line."""
+    output = io.BytesIO()
+    read_fd, write_fd = os.pipe()
+    with SessionDir() as session, os.fdopen(read_fd, "rb") as stream, os.fdopen(write_fd, "wb") as feed:
+        service = Service(registry, session, output, runtime={"device": "cpu"})
+        loop = threading.Thread(target=service.run, args=(stream,), daemon=True)
+        loop.start()
+
+        def replies() -> list[dict]:
+            return [json.loads(line) for line in output.getvalue().splitlines()]
+
+        for request in requests + [{"v": 1, "id": "bye", "method": "shutdown"}]:
+            feed.write(json.dumps(request).encode() + b"\n")
+            feed.flush()
+            deadline = time.monotonic() + timeout
+            while not any(r.get("id") == request["id"] and "progress" not in r for r in replies()):
+                assert time.monotonic() < deadline, f"no answer to {request}"
+                time.sleep(0.01)
+        loop.join(timeout)
+        service.close()
+    return replies()
 
 
 def test_the_loop_answers_every_line_and_stops_on_shutdown():
