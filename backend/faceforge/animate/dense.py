@@ -382,21 +382,31 @@ def training_pairs(
     as displacements from each identity's neutral."""
     index = np.asarray(dataset.landmarks["ibug68"])
     identities = set(int(i) for i in identities)
-    dense = []
+    if not identities:
+        raise FaceForgeError("no training pairs: no identities given")
+    chosen = np.arange(1, dataset.n_expressions) if expressions is None else np.asarray(expressions)
+    clips = [c for c in range(len(dataset.clips)) if clip_frames and _clip_identity(dataset, c) in identities]
+    # One preallocated array (no list + concatenate copy): the default dataset's pairs are ~1.3 GB.
+    n_pairs = len(identities) * len(chosen) + len(clips) * clip_frames
+    dense = np.empty((n_pairs, dataset.n_vertices, 3), np.float32)
+    row = 0
     for i in sorted(identities):
         faces = np.asarray(dataset.vertices[i], dtype=np.float32)
-        chosen = np.arange(1, len(faces)) if expressions is None else np.asarray(expressions)
-        dense.append(faces[chosen] - faces[0])
-    if clip_frames:
-        for clip in dataset.clips:
-            if int(clip.identity) in identities:
-                frames = np.asarray(clip.frames, dtype=np.float32)
-                pick = np.linspace(1, len(frames) - 1, clip_frames).round().astype(int)
-                dense.append(frames[pick] - frames[0])
-    if not dense:
-        raise FaceForgeError("no training pairs: no identities given")
-    dense_all = np.concatenate(dense)
-    return dense_all[:, index], dense_all
+        dense[row : row + len(chosen)] = faces[chosen] - faces[0]
+        row += len(chosen)
+    for c in clips:
+        frames = np.asarray(dataset.clips[c].frames, dtype=np.float32)
+        pick = np.linspace(1, len(frames) - 1, clip_frames).round().astype(int)
+        dense[row : row + clip_frames] = frames[pick] - frames[0]
+        row += clip_frames
+    return dense[:, index], dense
+
+
+def _clip_identity(dataset, index: int) -> int:  # noqa: ANN001 - FaceDataset
+    """Identity of clip ``index`` without building its frames (compact clips keep an index)."""
+    clips = dataset.clips
+    identities = getattr(clips, "identities", None)
+    return int(identities[index]) if identities is not None else int(clips[index].identity)
 
 
 class S2DModel:
@@ -509,7 +519,7 @@ def train_s2d(
     decoder = model.decoder.to(device)
     x_all, y_all = training_pairs(dataset, train_identities, config.clip_frames, expressions)
     x_all = torch.as_tensor(x_all.reshape(len(x_all), -1) * 1e3)
-    y_all = torch.as_tensor(y_all * 1e3)
+    y_all = torch.as_tensor(y_all)  # metres; scaled to mm per batch (no second 1.3 GB copy)
     weights = torch.as_tensor(landmark_closeness(template, landmarks), device=device)[None, :, None]
     optimizer = torch.optim.Adam(
         decoder.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -526,7 +536,7 @@ def train_s2d(
         losses = []
         for start in range(0, len(order), config.batch_size):
             index = torch.as_tensor(order[start : start + config.batch_size])
-            x, y = x_all[index].to(device), y_all[index].to(device)
+            x, y = x_all[index].to(device), y_all[index].to(device) * 1e3
             error = (decoder(x) - y).abs()
             loss = error.mean() + config.landmark_weight * (weights * error).mean()  # L_dr + L_pr (mm)
             optimizer.zero_grad()
@@ -559,12 +569,36 @@ class PCABaseline:
 
     @classmethod
     def fit(
-        cls, dense_disp: np.ndarray, landmarks: np.ndarray, n_components: int = 40, ridge: float = 1e-3
+        cls,
+        dense_disp: np.ndarray,
+        landmarks: np.ndarray,
+        n_components: int = 40,
+        ridge: float = 1e-3,
+        seed: int = 0,
     ) -> PCABaseline:
-        x = np.asarray(dense_disp, dtype=np.float64).reshape(len(dense_disp), -1)
-        mean = x.mean(axis=0)
-        _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-        k = min(n_components, len(s))
+        """PCA of ``dense_disp (N, V, 3)`` (metres) by a randomized range finder (Halko et al.
+        2011, 4 power iterations, 10 extra columns): only ``N x (k + 10)`` and ``3V x (k + 10)``
+        blocks beside the data, in float32 passes over it, instead of a full SVD whose float64
+        copies and factors took ~11 GB on the default dataset."""
+        x = np.asarray(dense_disp, dtype=np.float32).reshape(len(dense_disp), -1)
+        mean = x.mean(axis=0, dtype=np.float64)
+        mean32 = mean.astype(np.float32)
+        k = min(n_components, *x.shape)
+        width = min(k + 10, *x.shape)
+
+        def times(block: np.ndarray) -> np.ndarray:  # (X - mean) @ block
+            return x @ block - mean32 @ block
+
+        def times_t(block: np.ndarray) -> np.ndarray:  # (X - mean)^T @ block
+            return x.T @ block - np.outer(mean32, block.sum(axis=0))
+
+        rng = np.random.default_rng(seed)
+        q, _ = np.linalg.qr(times(rng.standard_normal((x.shape[1], width)).astype(np.float32)))
+        for _ in range(4):
+            q, _ = np.linalg.qr(times_t(q))
+            q, _ = np.linalg.qr(times(q))
+        small = times_t(q).T.astype(np.float64)  # (width, 3V) = Q^T (X - mean)
+        _, s, vt = np.linalg.svd(small, full_matrices=False)
         return cls(mean, vt[:k] * s[:k, None] / np.sqrt(len(x)), landmarks, ridge)
 
     def predict(self, landmark_disp: np.ndarray) -> np.ndarray:
