@@ -22,7 +22,8 @@ import numpy as np
 from faceforge.data.geometry import rigid_align
 from faceforge.errors import FaceForgeError
 from faceforge.physics.fem import polar_rotation
-from faceforge.physics.solver import FaceSolver, _Factor
+from faceforge.physics.solver import FaceSolver
+from faceforge.physics.torch_ops import _Factor
 
 __all__ = ["Actuation", "ActuationFitter", "blend_paralysis"]
 

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from faceforge import device as device_policy
 from faceforge.errors import FaceForgeError
@@ -38,6 +36,7 @@ from faceforge.physics.contact import MouthCollisions
 from faceforge.physics.fem import HexQuadrature, assemble_laplacian, polar_rotation
 from faceforge.physics.kernels import ShapeTargetKernel, TorchShapeTargets, element_step
 from faceforge.physics.material import MaterialSpace
+from faceforge.physics.torch_ops import _DeviceEnergy, _Factor
 
 _DEBUG = bool(os.environ.get("FACEFORGE_PHYSICS_DEBUG"))
 
@@ -129,84 +128,6 @@ def resolve_device(device: str = "auto") -> str:
     """``"cpu"`` or ``"cuda"`` for a requested device (see :attr:`PhysicsOptions.device`), by the
     policy of :mod:`faceforge.device`."""
     return device_policy.resolve_device(device, what="physics device")
-
-
-class _Factor:
-    """A factored SPD matrix (CHOLMOD via cholespy) that solves (n, k) right-hand sides.
-
-    On ``device="cuda"`` CHOLMOD still factors on the CPU; cholespy then solves on the GPU (its
-    triangular solves, analysed once), and numpy right-hand sides are moved there and back."""
-
-    def __init__(self, M: sp.spmatrix, device: str = "cpu") -> None:
-        from cholespy import CholeskySolverD, MatrixType
-
-        M = sp.coo_matrix(M)
-        self.n = M.shape[0]
-        self.device = device
-        self._solver = CholeskySolverD(
-            self.n,
-            torch.from_numpy(M.row.astype(np.int32)).to(device),
-            torch.from_numpy(M.col.astype(np.int32)).to(device),
-            torch.from_numpy(M.data.astype(np.float64)).to(device),
-            MatrixType.COO,
-        )
-
-    def solve_tensor(self, b: torch.Tensor) -> torch.Tensor:
-        """Solve for a contiguous ``(n, k)`` float64 tensor on this factor's device."""
-        if b.shape[1] > 128:  # cholespy's GPU solve takes at most 128 right-hand sides at once
-            blocks = [b[:, k : k + 128].contiguous() for k in range(0, b.shape[1], 128)]
-            return torch.cat([self.solve_tensor(block) for block in blocks], 1)
-        x = torch.zeros_like(b)
-        self._solver.solve(b, x)
-        return x
-
-    def solve(self, b: np.ndarray) -> np.ndarray:
-        b = np.ascontiguousarray(b, dtype=np.float64)
-        flat = b.ndim == 1
-        bt = torch.from_numpy(b[:, None] if flat else b).to(self.device).contiguous()
-        out = self.solve_tensor(bt).cpu().numpy()
-        return out[:, 0] if flat else out
-
-
-class _DeviceEnergy:
-    """The energy and gradient of :meth:`FaceSolver.energy` evaluated on a CUDA device (torch sparse
-    products and the batched element step); node positions go up and the gradient comes back."""
-
-    def __init__(self, solver: FaceSolver, device: str) -> None:
-        def csr(M: sp.spmatrix) -> torch.Tensor:
-            M = sp.csr_matrix(M)
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                return torch.sparse_csr_tensor(
-                    torch.from_numpy(M.indptr.astype(np.int64)),
-                    torch.from_numpy(M.indices.astype(np.int64)),
-                    torch.from_numpy(M.data.astype(np.float64)),
-                    size=M.shape,
-                    device=device,
-                    check_invariants=False,  # built from a valid scipy CSR
-                )
-
-        self.device = device
-        self.n_elements = solver.material.n_elements
-        self.G_bar = csr(solver.G_bar)
-        self.G_bar_T = csr(solver.G_bar_T)
-        self.L = csr(solver.L)
-        self.step = TorchShapeTargets(solver.weights, device)
-        self._A: np.ndarray | None = None
-
-    def __call__(self, x: np.ndarray, A: np.ndarray, external: np.ndarray) -> tuple[float, np.ndarray]:
-        if self._A is not A:
-            self.step.set_actuation(A)
-            self._A = A
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).to(self.device)
-        ext = torch.from_numpy(np.ascontiguousarray(external, dtype=np.float64)).to(self.device)
-        FT = (self.G_bar @ xt).reshape(self.n_elements, 3, 3)
-        Lx = self.L @ xt
-        terms, PT8 = self.step.terms(FT)
-        b = self.G_bar_T @ PT8.reshape(-1, 3)
-        e = (xt * Lx).sum() + terms.sum() - (ext * xt).sum()
-        g = 2.0 * (Lx - b) - ext
-        return float(e), g.cpu().numpy()
 
 
 class FaceSolver:
@@ -538,19 +459,7 @@ class FaceSolver:
                 slope = float(np.einsum("nd,nd->", g, d))
                 S.clear()
                 Y.clear()
-            alpha = 1.0
-            if col is not None:  # the largest collision-free step along this very direction
-                x_try = x.copy()
-                x_try[free] += d
-                ccd = col.collision_free_step(V, col.positions(x_try, self._teeth))
-                alpha = 1.0 if ccd >= 1.0 else 0.9 * ccd
-            for _ in range(30):
-                x_new = x.copy()
-                x_new[free] += alpha * d
-                e_new, g_full_new, c_new, V_new = self._total(x_new, A, contact)
-                if e_new <= e + 1e-4 * alpha * slope or alpha < 1e-8:
-                    break
-                alpha *= 0.5
+            alpha, x_new, e_new, g_full_new, c_new, V_new = self._line_search(x, A, d, e, slope, V, contact)
             g_new = g_full_new[free]
             H_new = None
             if col is not None:
@@ -591,6 +500,35 @@ class FaceSolver:
             info.contacts = len(c) if c is not None else 0
             info.min_distance = col.min_distance(V, c) if c is not None else np.inf
         return info
+
+    def _line_search(
+        self,
+        x: np.ndarray,
+        A: np.ndarray,
+        d: np.ndarray,
+        e: float,
+        slope: float,
+        V: np.ndarray,
+        contact: bool,
+    ) -> tuple[float, np.ndarray, float, np.ndarray, object, np.ndarray]:
+        """Armijo backtracking along ``d`` (on the free nodes), from the largest collision-free step with
+        contact: ``(alpha, x_new, e_new, g_full_new, c_new, V_new)`` (the last four as :meth:`_total`)."""
+        free = self.free
+        col = self.collisions if contact else None
+        alpha = 1.0
+        if col is not None:  # the largest collision-free step along this very direction
+            x_try = x.copy()
+            x_try[free] += d
+            ccd = col.collision_free_step(V, col.positions(x_try, self._teeth))
+            alpha = 1.0 if ccd >= 1.0 else 0.9 * ccd
+        for _ in range(30):
+            x_new = x.copy()
+            x_new[free] += alpha * d
+            e_new, g_full_new, c_new, V_new = self._total(x_new, A, contact)
+            if e_new <= e + 1e-4 * alpha * slope or alpha < 1e-8:
+                break
+            alpha *= 0.5
+        return alpha, x_new, e_new, g_full_new, c_new, V_new
 
     @staticmethod
     def _ipctk():  # noqa: ANN205

@@ -1,0 +1,177 @@
+"""The mouth of the material space: which skin is simulated and which side the jaw moves, lips that
+cross at rest pulled apart, where upper and lower lip touch, and the rigid teeth proxies.
+
+Skin on the jaw side (MakeHuman ``jaw`` bone weight >= 0.5, or skin that ``jawOpen`` moves by more than
+half its maximum) moves with the jaw. Upper and lower lip touch at rest; the lattice is cut along their
+contact (:mod:`faceforge.physics.lattice`) so the mouth can open. Teeth are two arches of triangles
+behind the lips, the upper one moving with the skull and the lower one with the jaw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+from faceforge.errors import FaceForgeError
+from faceforge.physics.tissue import graph_laplacian
+
+__all__ = ["lip_contact_points", "mouth_sets", "separate_lips", "teeth_arches"]
+
+
+def mouth_sets(
+    vertices: np.ndarray, faces: np.ndarray, regions: dict[str, np.ndarray], jaw_open: np.ndarray | None
+) -> dict:
+    """Masks the build and the lip separation share: the simulated ``domain`` and its triangles,
+    the jaw side ``lower``, the inner-lip height ``contact_z`` and the lip collision triangles."""
+    n = len(vertices)
+    lips = regions["upper_lip"] | regions["lower_lip"]
+    lip_front = float(vertices[lips, 1].min())
+    deep_cavity = regions["cavity"] & (vertices[:, 1] > lip_front + 0.025)
+    domain = ~regions["held"] & ~regions["tongue"] & ~deep_cavity
+    dom_faces = faces[domain[faces].all(axis=1)]
+    used = np.zeros(n, dtype=bool)
+    used[dom_faces.ravel()] = True
+    # Jaw side: MakeHuman jaw weight, or skin jawOpen moves (the lower lip, chin, mouth floor).
+    lower = regions["jaw_weight"] >= 0.5
+    if jaw_open is not None:
+        motion = np.linalg.norm(jaw_open, axis=1)
+        lower |= motion > 0.5 * motion[domain].max()
+    contact_z = float(vertices[regions["ibug68"][60:68], 2].mean())
+    mouth_zone = (lips | regions["cavity"]) & used
+    near_mouth = np.abs(vertices[:, 2] - contact_z) < 0.02
+    lip_faces = dom_faces[(mouth_zone & near_mouth)[dom_faces].all(axis=1)]
+    return {
+        "lips": lips,
+        "domain": domain,
+        "dom_faces": dom_faces,
+        "used": used,
+        "lower": lower,
+        "contact_z": contact_z,
+        "lip_faces": lip_faces,
+    }
+
+
+def separate_lips(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    lip_faces: np.ndarray,
+    lower: np.ndarray,
+    *,
+    margin: float = 1e-4,
+    max_shift: float = 0.004,
+) -> tuple[np.ndarray, dict]:
+    """Open lips that cross each other at rest by the least vertical shift that untangles them.
+
+    A generated face can have its upper and lower lip (or their linings) pass through each other in
+    its neutral pose; a simulator with contact cannot start from an intersecting rest state. Every
+    crossing found (exact edge-triangle tests) seeds a smooth bump (Gaussian in distance, 5 mm);
+    upper-side vertices move up and jaw-side ones down by ``s`` times the bump, with the side sign
+    smoothed over the mesh so the mouth corners do not tear. ``s`` is the smallest shift (bisection
+    to 10 um) that leaves no crossing, plus ``margin``.
+
+    Args:
+        vertices: ``(V, 3)`` head (m), z up; faces: ``(F, 3)``; lip_faces: ``(Fl, 3)`` the lip and
+            lining triangles to untangle; lower: ``(V,)`` bool, the jaw side.
+
+    Returns:
+        ``(vertices, info)``: the separated head (a copy) and ``{"crossings", "shift_mm"}``.
+
+    Raises:
+        FaceForgeError: if ``max_shift`` does not untangle them.
+    """
+    from faceforge.physics.contact import count_intersecting_pairs, intersecting_pairs
+
+    vertices = np.asarray(vertices, dtype=np.float64)
+    crossings = intersecting_pairs(vertices, lip_faces)
+    info = {"crossings": int(len(crossings)), "shift_mm": 0.0}
+    if not len(crossings):
+        return vertices.copy(), info
+    seeds = np.unique(crossings)
+    dist, _ = cKDTree(vertices[seeds]).query(vertices)
+    bump = np.exp(-((dist / 0.005) ** 2))
+    sign = np.where(lower, -1.0, 1.0)
+    adjacency = graph_laplacian(faces, len(vertices))
+    degree = adjacency.diagonal()
+    walk = sp.diags(1.0 / np.maximum(degree, 1.0)) @ (sp.diags(degree) - adjacency)
+    for _ in range(10):  # a few averaging sweeps: the sign fades to 0 where the two sides meet
+        sign = 0.5 * sign + 0.5 * (walk @ sign)
+    direction = np.zeros_like(vertices)
+    direction[:, 2] = bump * sign
+
+    def clean(shift: float) -> bool:
+        return count_intersecting_pairs(vertices + shift * direction, lip_faces) == 0
+
+    if not clean(max_shift):
+        raise FaceForgeError(
+            f"the lips of this face cross at rest ({len(crossings)} crossings) and a "
+            f"{max_shift * 1e3:.0f} mm separation does not untangle them"
+        )
+    lo, hi = 0.0, max_shift
+    while hi - lo > 1e-5:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if clean(mid) else (mid, hi)
+    shift = hi + margin
+    info["shift_mm"] = float(shift * 1e3)
+    return vertices + shift * direction, info
+
+
+def lip_contact_points(vertices: np.ndarray, regions: dict[str, np.ndarray], sets: dict) -> np.ndarray:
+    """``(P, 3)`` the lip contact: skin vertices of the mouth (lips and lining) where upper and lower
+    skin face each other across < 3 mm, within 1 cm of the inner-lip height (``sets``: :func:`mouth_sets`)."""
+    lips, used, lower, contact_z = sets["lips"], sets["used"], sets["lower"], sets["contact_z"]
+    mouthish = (lips | regions["cavity"]) & used
+    up = np.flatnonzero(mouthish & ~lower)
+    dn = np.flatnonzero(mouthish & lower)
+    contact_pts = np.zeros((0, 3))
+    if len(up) and len(dn):
+        d_up, _ = cKDTree(vertices[dn]).query(vertices[up])
+        d_dn, _ = cKDTree(vertices[up]).query(vertices[dn])
+        contact_pts = np.concatenate([vertices[up[d_up < 0.003]], vertices[dn[d_dn < 0.003]]])
+        contact_pts = contact_pts[np.abs(contact_pts[:, 2] - contact_z) < 0.01]
+    return contact_pts
+
+
+def teeth_arches(
+    vertices: np.ndarray, regions: dict[str, np.ndarray], tree_points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two curved strips behind the lips (upper with the skull, lower with the jaw).
+
+    The arch follows the inner lip contour (iBUG 61-68) pushed back until it clears all skin by at
+    least 1 mm (0.5 mm as a last resort); it spans up to 80% of the mouth corners' width and up to 9 mm
+    above and below the lip contact line (narrower and lower where the mouth is small), with a 1 mm
+    gap between upper and lower incisal edges.
+    """
+    ibug = regions["ibug68"]
+    inner = vertices[ibug[60:68]]
+    corners = vertices[ibug[[48, 54]]]
+    z0 = float(inner[:, 2].mean())
+    front = float(inner[:, 1].min())
+    width = 0.5 * float(abs(corners[1, 0] - corners[0, 0]))
+    tree = cKDTree(tree_points)
+    xs = np.linspace(-1.0, 1.0, 15)
+    m = len(xs)
+    for clearance in (0.001, 0.0005):
+        for height in (0.009, 0.007, 0.005, 0.0035):
+            for spread in (0.8, 0.65, 0.5):
+                for back in np.arange(0.002, 0.03, 0.001):
+                    # parabola: centre behind the inner lip contour, sides curving 12 mm backwards
+                    y = front + back + 0.012 * xs**2
+                    x = spread * width * xs
+                    verts, faces, jaw = [], [], []
+                    for rows, is_jaw in (((z0 + 0.0005, z0 + 0.0005 + height), False),
+                                         ((z0 - 0.0005 - height, z0 - 0.0005), True)):  # fmt: skip
+                        base = sum(len(v) for v in verts)
+                        grid = np.array([[xi, yi, zi] for zi in rows for xi, yi in zip(x, y, strict=True)])
+                        quads = [
+                            (base + i, base + i + 1, base + m + i + 1, base + m + i) for i in range(m - 1)
+                        ]
+                        faces += [(a, b, c) for a, b, c, d in quads] + [(a, c, d) for a, b, c, d in quads]
+                        verts.append(grid)
+                        jaw += [is_jaw] * len(grid)
+                    v = np.concatenate(verts)
+                    f = np.asarray(faces, dtype=np.int64)
+                    dense = np.concatenate([v, v[f].mean(axis=1), 0.5 * (v[f[:, 0]] + v[f[:, 1]])])
+                    if tree.query(dense)[0].min() > clearance:
+                        return v, f, np.asarray(jaw)
+    raise FaceForgeError("could not place the teeth proxies inside the mouth without touching the lips")
