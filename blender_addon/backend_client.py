@@ -35,19 +35,64 @@ import collections
 import itertools
 import json
 import os
-import queue
-import re
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+if __package__:  # imported as a module of the add-on package
+    from .backend_call import PendingCall
+    from .backend_errors import (
+        PROTOCOL_VERSION,
+        BackendCallError,
+        BackendCancelled,
+        BackendError,
+        BackendTimeout,
+        BackendUnavailable,
+        ErrorCode,
+    )
+    from .backend_process import (
+        _FIX_INTERPRETER,
+        _child_env,
+        _describe_exit,
+        _Process,
+        _resolve_interpreter,
+        check_interpreter,
+        explain_startup_failure,
+    )
+else:  # loaded by path on its own (tests/server, `faceforge bench serve`): no bpy, no add-on package
+    import importlib.machinery
+    import importlib.util
+
+    # This file's folder as a bare package (its __init__.py, which needs bpy, is not run), so that
+    # the sibling modules load with their relative imports.
+    if "faceforge_client_parts" not in sys.modules:
+        _spec = importlib.machinery.ModuleSpec("faceforge_client_parts", None, is_package=True)
+        _spec.submodule_search_locations = [os.path.dirname(os.path.abspath(__file__))]
+        sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+    from faceforge_client_parts.backend_call import PendingCall
+    from faceforge_client_parts.backend_errors import (
+        PROTOCOL_VERSION,
+        BackendCallError,
+        BackendCancelled,
+        BackendError,
+        BackendTimeout,
+        BackendUnavailable,
+        ErrorCode,
+    )
+    from faceforge_client_parts.backend_process import (
+        _FIX_INTERPRETER,
+        _child_env,
+        _describe_exit,
+        _Process,
+        _resolve_interpreter,
+        check_interpreter,
+        explain_startup_failure,
+    )
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -62,345 +107,7 @@ __all__ = [
     "check_interpreter",
 ]
 
-PROTOCOL_VERSION = 1
 CLIENT_NAME = "faceforge-addon"
-_SESSION_PREFIX = "faceforge-session-"
-_FIX_INTERPRETER = (
-    "choose the Python of your FaceForge environment (e.g. <checkout>/.venv/bin/python) as "
-    "Backend Python in the FaceForge add-on preferences"
-)
-
-
-class ErrorCode(IntEnum):
-    """The backend's error codes (the same numbers as ``faceforge.server.protocol.ErrorCode``)."""
-
-    PARSE_ERROR = -32700
-    INVALID_REQUEST = -32600
-    METHOD_NOT_FOUND = -32601
-    INVALID_PARAMS = -32602
-    INTERNAL_ERROR = -32603
-    FACEFORGE_ERROR = -32000
-    MODEL_MISSING = -32001
-    CANCELLED = -32002
-    BACKEND_BUSY = -32003
-    DATA_ERROR = -32004
-
-
-class BackendError(Exception):
-    """Any failure talking to the backend; ``str(error)`` is a message for the user."""
-
-
-class BackendUnavailable(BackendError):
-    """The backend cannot be started, or it stopped (crash, kill, exit).
-
-    Attributes:
-        returncode: the process's exit code if it exited (negative: killed by that signal).
-        stderr_tail: the last lines the backend wrote to stderr.
-    """
-
-    def __init__(self, message: str, returncode: int | None = None, stderr_tail: str = "") -> None:
-        super().__init__(message)
-        self.returncode = returncode
-        self.stderr_tail = stderr_tail
-
-
-class BackendTimeout(BackendError):
-    """A call got no answer in time (a job is then asked to cancel)."""
-
-
-class BackendCallError(BackendError):
-    """The backend answered a call with an error.
-
-    Attributes:
-        code: an :class:`ErrorCode` (or the raw number if unknown).
-        data: the error's ``data`` member (e.g. ``reason``/``array`` for refused arrays).
-        method: the method called.
-    """
-
-    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        try:
-            self.code: ErrorCode | int = ErrorCode(code)
-        except ValueError:
-            self.code = code
-        self.data = data
-        self.method = method
-
-    @property
-    def traceback(self) -> str:
-        """The backend's traceback of an INTERNAL_ERROR ("" otherwise)."""
-        return self.data.get("traceback", "") if isinstance(self.data, dict) else ""
-
-
-class BackendCancelled(BackendCallError):
-    """The job was cancelled and stopped at its next step."""
-
-
-def _call_error(method: str, error: Any) -> BackendCallError:
-    if not isinstance(error, dict):
-        return BackendCallError(
-            method, ErrorCode.INTERNAL_ERROR, f"malformed error from the backend: {error!r}"
-        )
-    code = error.get("code", ErrorCode.INTERNAL_ERROR)
-    message = str(error.get("message", "unknown error"))
-    cls = BackendCancelled if code == ErrorCode.CANCELLED else BackendCallError
-    return cls(method, code, message, error.get("data"))
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "closed its output"
-    if returncode < 0:
-        try:
-            return f"was killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"was killed by signal {-returncode}"
-    return f"exited with code {returncode}"
-
-
-class PendingCall:
-    """A request in flight: its progress, its outcome, and a way to cancel it.
-
-    Created by :meth:`BackendClient.submit`. ``done()`` and ``poll()`` never block.
-    """
-
-    def __init__(self, client: BackendClient, call_id: int, method: str, input_file: Path | None) -> None:
-        self.id = call_id
-        self.method = method
-        self.latest_progress: dict[str, Any] | None = None
-        self.timing: dict[str, float] | None = None
-        self._client = client
-        self._input_file = input_file
-        self._events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._finished = threading.Event()
-        self._outcome: tuple[str, Any] | None = None
-        self._abandoned = False
-
-    # -- reader thread side -----------------------------------------------------------------------
-
-    def _on_progress(self, progress: Any) -> None:
-        if isinstance(progress, dict):
-            self.latest_progress = progress
-            self._events.put(("progress", progress))
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        timing = message.get("timing")
-        self.timing = timing if isinstance(timing, dict) else None
-        if "error" in message:
-            self._settle(("error", _call_error(self.method, message["error"])))
-        else:
-            self._settle(("result", message.get("result")))
-
-    def _on_failure(self, error: BackendError) -> None:
-        self._settle(("error", error))
-
-    def _settle(self, outcome: tuple[str, Any]) -> None:
-        if self._finished.is_set():
-            return
-        if self._input_file is not None:
-            self._input_file.unlink(missing_ok=True)
-        self._events.put(("final", outcome))
-        self._finished.set()
-
-    # -- caller side ------------------------------------------------------------------------------
-
-    def done(self) -> bool:
-        """True once the backend answered (or failed)."""
-        return self._finished.is_set()
-
-    def poll(self) -> list[dict[str, Any]]:
-        """Progress notifications received since the last poll (non-blocking); see :meth:`done`."""
-        updates = []
-        while self._outcome is None:
-            try:
-                kind, payload = self._events.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "progress":
-                updates.append(payload)
-            else:
-                self._outcome = payload
-        return updates
-
-    def result(self, timeout: float | None = None, progress: Any = None) -> Any:
-        """Wait for the answer and return the result (arrays loaded into ``result["arrays"]``).
-
-        Args:
-            timeout: seconds to wait; ``None`` waits until the backend answers or dies.
-            progress: ``callback(done, total, message)`` run in this thread for each notification;
-                returning ``False`` cancels the job.
-
-        Raises:
-            BackendCancelled: the job was cancelled.
-            BackendCallError: the backend answered with an error.
-            BackendUnavailable: the backend stopped before answering.
-            BackendTimeout: no answer within ``timeout`` (the job is asked to cancel).
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._outcome is None:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                kind, payload = self._events.get(timeout=remaining)
-            except queue.Empty:
-                self._client._abandon(self)
-                raise BackendTimeout(
-                    f"the backend did not answer {self.method} within {timeout:g} s"
-                ) from None
-            if kind == "final":
-                self._outcome = payload
-            elif progress is not None:
-                keep_going = progress(
-                    int(payload.get("done", 0)), int(payload.get("total", 0)), payload.get("message", "")
-                )
-                if keep_going is False:
-                    self.cancel()
-        kind, value = self._outcome
-        if kind == "error":
-            raise value
-        if isinstance(value, dict) and isinstance(value.get("arrays"), str):
-            value = {**value, "arrays": _load_arrays(Path(value["arrays"]))}
-            self._outcome = ("result", value)
-        return value
-
-    def cancel(self) -> bool:
-        """Ask the backend to stop this job at its next step; True if it was running."""
-        if self.done():
-            return False
-        return bool(self._client.cancel(self.id).get("cancelled"))
-
-
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Read a result ``.npz`` into memory and delete it."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as error:
-        raise BackendError(f"cannot read the backend's result arrays {path}: {error}") from error
-    path.unlink(missing_ok=True)
-    return arrays
-
-
-def _resolve_interpreter(python: str) -> str:
-    if not python or not python.strip():
-        raise BackendUnavailable(f"No backend Python is set: {_FIX_INTERPRETER}.")
-    python = os.path.expanduser(python.strip())
-    if os.sep in python or (os.altsep and os.altsep in python):
-        if not os.path.isfile(python):
-            raise BackendUnavailable(f"The backend Python {python} does not exist: {_FIX_INTERPRETER}.")
-        if not os.access(python, os.X_OK):
-            raise BackendUnavailable(f"The backend Python {python} is not executable: {_FIX_INTERPRETER}.")
-        return python
-    found = shutil.which(python)
-    if found is None:
-        raise BackendUnavailable(f"No program {python!r} on the PATH: {_FIX_INTERPRETER}.")
-    return found
-
-
-def explain_startup_failure(python: str, returncode: int | None, stderr_tail: str) -> str:
-    """A user message, with a fix, for a backend that exited before answering the handshake."""
-    own = [line for line in stderr_tail.splitlines() if line.startswith("faceforge serve: error:")]
-    if own:  # the backend's own dependency check names what is missing and how to install it
-        return own[-1].removeprefix("faceforge serve: error: ")
-    if re.search(r"No module named '?faceforge'?($|\s)", stderr_tail, re.MULTILINE):
-        return (
-            f"FaceForge is not installed in {python}. Install it there "
-            f"(`{python} -m pip install -e <FaceForge checkout>`), or {_FIX_INTERPRETER}."
-        )
-    missing = re.findall(r"No module named '([\w.]+)'", stderr_tail)
-    if missing:
-        package = missing[-1].split(".")[0]
-        return (
-            f"The backend Python {python} lacks the package {package!r} that FaceForge needs. Install "
-            f"FaceForge's dependencies there (`{python} -m pip install -e <FaceForge checkout>`), "
-            f"or {_FIX_INTERPRETER}."
-        )
-    return f"The FaceForge backend ({python}) {_describe_exit(returncode)} while starting."
-
-
-def check_interpreter(python: str, timeout: float = 120.0) -> str | None:
-    """Check that ``python`` can run the backend; ``None`` if it can, else a message with a fix.
-
-    Runs ``python -c "import faceforge.server, numpy, torch"`` (a few seconds: torch loads).
-    """
-    try:
-        python = _resolve_interpreter(python)
-    except BackendUnavailable as error:
-        return str(error)
-    probe = "import faceforge.server, numpy, torch"
-    try:
-        done = subprocess.run(
-            [python, "-c", probe], capture_output=True, text=True, timeout=timeout, env=_child_env(None)
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"Cannot run {python}: {error}"
-    if done.returncode == 0:
-        return None
-    return explain_startup_failure(python, done.returncode, done.stderr)
-
-
-def _child_env(overrides: dict[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONHOME", None)  # Blender's own Python home must not leak into another interpreter
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides or {})
-    return env
-
-
-class _Process:
-    """One backend process with its reader threads and stderr ring buffer."""
-
-    def __init__(self, popen: subprocess.Popen, stderr_lines: int, log_path: Path | None) -> None:
-        self.popen = popen
-        self.stderr: collections.deque[str] = collections.deque(maxlen=stderr_lines)
-        self.log_path = log_path
-        self.reader: threading.Thread | None = None
-        self.stderr_reader: threading.Thread | None = None
-        self.closed = threading.Event()  # stdout reached end of file
-        self.exit_message = ""
-        self.stopped_by_client = False
-        self.session_dir: str | None = None  # from the handshake
-
-    def remove_session_dir(self) -> None:
-        """Remove the session directory of a backend that could not (it was killed)."""
-        path = self.session_dir
-        if path and os.path.basename(path).startswith(_SESSION_PREFIX) and os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def running(self) -> bool:
-        return self.popen.poll() is None and not self.closed.is_set()
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(list(self.stderr)[-lines:])
-
-    def read_stderr(self) -> None:
-        log = None
-        if self.log_path is not None:
-            try:
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = open(self.log_path, "a", encoding="utf-8")  # closed in the finally below
-                log.write(
-                    f"=== FaceForge backend pid {self.pid} started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n"
-                )
-                log.flush()
-            except OSError as error:
-                self.stderr.append(f"[faceforge client] cannot write the log {self.log_path}: {error}")
-                log = None
-        try:
-            for raw in iter(self.popen.stderr.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                self.stderr.append(line)
-                if log is not None:
-                    log.write(line + "\n")
-                    log.flush()
-        except (OSError, ValueError):
-            pass
-        finally:
-            if log is not None:
-                log.close()
 
 
 class BackendClient:

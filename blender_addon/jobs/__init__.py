@@ -1,0 +1,59 @@
+"""FaceForge's capabilities as jobs: backend requests prepared from the scene, results applied to it.
+
+A job is made on the main thread from the current context (validating its input: a bad object
+raises :class:`FaceForgeInputError` before anything is sent), names one backend request, and
+applies the answer on the main thread. :func:`run` does it synchronously (headless Blender, the
+Python API); the operators in ``operators.py`` run the same jobs modally with progress and cancel.
+``apply`` either changes the scene completely or, on error, not at all.
+
+Python API (each returns what it made or changed)::
+
+    from bl_ext.user_default.faceforge import jobs
+    face = jobs.run(jobs.GenerateFace(bpy.context, seed=3))
+
+Modules (one per feature):
+    base: :class:`Job`, :class:`FaceForgeInputError`, the input checks, :func:`run`.
+    faces: generate, update identity, random expression, neutralize, apply to selected,
+        interpolate, cross-age preview.
+    model: build and load the face model.
+    takes: bake, interpolate and transfer motion takes.
+    physics: simulate a take with the physical face model.
+"""
+
+from ..backend_client import BackendError
+from .base import FaceForgeInputError, Job, calls, run
+from .base import _recheck as _recheck  # the modal operators run a job's steps themselves
+from .base import record_load as record_load
+from .faces import (
+    ApplyToSelected,
+    GenerateFace,
+    Interpolate,
+    Neutralize,
+    RandomExpression,
+    TransferPreview,
+    UpdateIdentity,
+)
+from .model import BuildModel, LoadModel
+from .physics import SimulateTake
+from .takes import BakeTake, InterpolateTakes, TransferMotion
+
+__all__ = [
+    "ApplyToSelected",
+    "BakeTake",
+    "InterpolateTakes",
+    "TransferMotion",
+    "SimulateTake",
+    "BackendError",
+    "BuildModel",
+    "FaceForgeInputError",
+    "GenerateFace",
+    "Interpolate",
+    "Job",
+    "LoadModel",
+    "Neutralize",
+    "RandomExpression",
+    "TransferPreview",
+    "UpdateIdentity",
+    "calls",
+    "run",
+]

@@ -1,0 +1,45 @@
+"""Jobs on the backend's face model: build the default model, load the scene's model."""
+
+from __future__ import annotations
+
+from .. import session
+from .base import Job
+
+
+class BuildModel(Job):
+    """Build the default model (and the default dataset first if missing) and load it."""
+
+    label = "Build Default Model"
+    needs_model = False
+
+    def __init__(self, context, small: bool = False, force: bool = False) -> None:
+        super().__init__(context)
+        self.small = small
+        self.force = force
+
+    def request(self):
+        return "model.build", {"small": self.small, "force": self.force}, None
+
+    def apply(self, result):
+        # The backend holds the new model; the scene uses it from now on.
+        if session.wanted_model(self.context) != result["path"]:
+            self.context.scene.faceforge.model_path = result["path"]
+        session.model_loaded(result["path"], result.get("info", {}))
+        self.message = f"model {'reused' if result.get('cached') else 'built'}: {result['path']}"
+        return result["path"]
+
+
+class LoadModel(Job):
+    """Load the scene's model into the backend (done before any model job when needed)."""
+
+    label = "Load Model"
+    needs_model = False
+
+    def request(self):
+        path = session.wanted_model(self.context)
+        return "model.load", ({} if path is None else {"path": path}), None
+
+    def apply(self, result):
+        session.model_loaded(session.wanted_model(self.context), result)
+        self.message = f"model loaded: {result.get('path')} ({result.get('n_vertices')} vertices)"
+        return result

@@ -1,0 +1,116 @@
+"""The physics job: simulate a face's animation with the physical face model, baked as a take."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import FaceForgeInputError, Job, _face
+from .takes import _rig_arrays, _TakeJob
+
+
+class SimulateTake(_TakeJob):
+    """Simulate the active face's current animation over a frame range with the physical face model
+    (FEM soft tissue, skull and jaw, lip contact, gravity, paralysis, jaw scale) and bake the
+    simulated skin as a take: shape-key F-curves plus an exact per-frame point cache."""
+
+    label = "Simulate"
+
+    def __init__(self, context, obj=None, frame_start=None, frame_end=None) -> None:
+        Job.__init__(self, context)
+        self.obj = _face(obj or context.active_object, self.label)
+        self.settings = context.scene.faceforge_physics
+        s = self.settings
+        self.names, self.basis, self.keys = _rig_arrays(self.obj)
+        self.exact = True  # the simulated skin is stored exactly: keys + point cache
+        self.first = s.frame_start if frame_start is None else int(frame_start)
+        self.last = s.frame_end if frame_end is None else int(frame_end)
+        self.start = self.first
+        if self.last < self.first:
+            raise FaceForgeInputError(f"{self.label}: the frame range {self.first}-{self.last} is empty")
+        self.paralysis = None
+        if s.paralysis_group:
+            group = self.obj.vertex_groups.get(s.paralysis_group)
+            if group is None:
+                raise FaceForgeInputError(
+                    f"{self.label}: {self.obj.name} has no vertex group {s.paralysis_group!r}"
+                )
+            weights = np.zeros(len(self.obj.data.vertices), dtype=np.float32)
+            for v in self.obj.data.vertices:
+                for g in v.groups:
+                    if g.group == group.index:
+                        weights[v.index] = g.weight
+            self.paralysis = weights
+        self.gravity = None
+        if s.gravity:
+            direction = self.obj.matrix_world.to_3x3().inverted() @ s.gravity_direction
+            if direction.length == 0:
+                raise FaceForgeInputError(f"{self.label}: the gravity direction is zero")
+            self.gravity = [float(c) * 9.81 for c in direction.normalized()]
+        self.values = self._sample(context)
+
+    def _silence_sources(self, take: str) -> None:
+        """The simulated take replaces the animation it came from: the active action becomes a muted
+        NLA track (kept in the file) and the other takes are muted, so the take plays alone."""
+        anim = self.obj.data.shape_keys.animation_data
+        if anim is None:
+            return
+        if anim.action is not None:
+            source = anim.action
+            track = anim.nla_tracks.new()
+            track.name = f"FF source {source.name}"
+            track.strips.new(source.name, int(source.frame_range[0]), source)
+            anim.action = None
+        for track in anim.nla_tracks:
+            if track.name != take:
+                track.mute = True
+
+    def _sample(self, context) -> np.ndarray:
+        """Shape-key values of every frame in the range, as the animation system evaluates them."""
+        scene = context.scene
+        current = scene.frame_current
+        blocks = self.obj.data.shape_keys.key_blocks
+        rows = []
+        try:
+            for frame in range(self.first, self.last + 1):
+                scene.frame_set(frame)
+                rows.append([blocks[n].value for n in self.names])
+        finally:
+            scene.frame_set(current)
+        return np.asarray(rows, dtype=np.float32)
+
+    def request(self):
+        s = self.settings
+        self.obj.data.calc_loop_triangles()
+        tris = np.empty(len(self.obj.data.loop_triangles) * 3, dtype=np.int32)
+        self.obj.data.loop_triangles.foreach_get("vertices", tris)
+        params: dict[str, Any] = {
+            "resolution_mm": float(s.resolution),
+            "contact": bool(s.contact),
+            "jaw_scale": float(s.jaw_scale),
+            "jaw_key": self.names.index("jawOpen") if "jawOpen" in self.names else -1,
+            "device": str(s.device),
+        }
+        if self.gravity is not None:
+            params["gravity"] = self.gravity
+        arrays = {
+            "neutral": self.basis,
+            "faces": tris.reshape(-1, 3),
+            "keys": self.keys,
+            "values": self.values,
+        }
+        if self.paralysis is not None:
+            arrays["paralysis"] = self.paralysis
+        return "physics.simulate", params, arrays
+
+    def apply(self, result):
+        name = f"FF physics {self.first}-{self.last}"
+        self._silence_sources(name)
+        strip = self.bake(result, name)
+        summary = result.get("summary", {})
+        self.message += (
+            f"; simulated on {summary.get('elements', '?')} elements, "
+            f"{summary.get('seconds_per_frame', 0.0):.2f} s per frame"
+        )
+        return strip
