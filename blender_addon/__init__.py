@@ -28,16 +28,28 @@ classes: tuple[type, ...] = (
 )
 
 
+# Takes use slotted actions (Action.slots, channelbags), which appeared in Blender 4.4; the manifest's
+# blender_version_min says the same.
+MIN_BLENDER = (4, 4, 0)
+
+
 def register():
     """Register every FaceForge class and attach the property groups to their ID types."""
+    if tuple(bpy.app.version) < MIN_BLENDER:
+        raise RuntimeError(
+            f"FaceForge needs Blender {'.'.join(map(str, MIN_BLENDER))} or newer (slotted actions); "
+            f"this is Blender {bpy.app.version_string}"
+        )
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.attach()
+    animation.register_handlers()
 
 
 def unregister():
     """Stop the backend, remove the property groups and unregister every class, in reverse order."""
     session.stop()
+    animation.unregister_handlers()
     properties.detach()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -303,6 +303,21 @@ class FACEFORGE_OT_build_model(_JobOperator, Operator):
         return jobs.BuildModel(context, small=self.small, force=self.force)
 
 
+class FACEFORGE_OT_build_motion_model(_JobOperator, Operator):
+    """Build the default motion model (Motion3DGAN + S2D-Dec; the dataset first if missing): minutes,
+    with progress; Esc cancels"""
+
+    bl_idname = "faceforge.build_motion_model"
+    bl_label = "Build Motion Model"
+    bl_options = {"REGISTER"}
+
+    small: BoolProperty(name="Small", description="A small motion model for trying things out")
+    force: BoolProperty(name="Rebuild", description="Rebuild even if an identical model is cached")
+
+    def make_job(self, context):
+        return jobs.BuildMotionModel(context, small=self.small, force=self.force)
+
+
 class FACEFORGE_OT_backend_start(Operator):
     """Start the FaceForge backend process"""
 
@@ -360,6 +375,7 @@ classes = (
     FACEFORGE_OT_backend_test,
     FACEFORGE_OT_load_model,
     FACEFORGE_OT_build_model,
+    FACEFORGE_OT_build_motion_model,
     FACEFORGE_OT_generate_face,
     FACEFORGE_OT_update_identity,
     FACEFORGE_OT_random_expression,

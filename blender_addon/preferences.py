@@ -49,7 +49,10 @@ class FaceForgePreferences(AddonPreferences):
     )
     data_dir: StringProperty(
         name="Data Folder",
-        description="Folder for FaceForge models and data sets",
+        description=(
+            "Where the backend builds and caches the dataset, models and material spaces "
+            "(empty: $FACEFORGE_CACHE or ~/.cache/faceforge)"
+        ),
         subtype="DIR_PATH",
         default="",
     )

@@ -168,6 +168,14 @@ class FaceForgeAnimateSettings(PropertyGroup):
         ),
         default=False,
     )
+    dense_keys: BoolProperty(
+        name="Dense Keys",
+        description=(
+            "Key every shape key on every frame instead of the fewest Bezier keys that reproduce the "
+            "take within 0.5% (exact takes are always dense)"
+        ),
+        default=False,
+    )
     other_label: EnumProperty(name="Other Motion", items=COMA_LABEL_ITEMS, default="mouth_open")
     other_seed: IntProperty(name="Other Seed", default=1, min=0)
     blend: FloatProperty(

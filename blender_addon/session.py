@@ -19,6 +19,7 @@ from .preferences import get_preferences
 
 ENV_PYTHON = "FACEFORGE_BACKEND_PYTHON"
 ENV_DEVICE = "FACEFORGE_DEVICE"
+ENV_CACHE = "FACEFORGE_CACHE"
 
 _client: BackendClient | None = None
 _client_key: tuple[str, str, str] | None = None
@@ -28,13 +29,16 @@ _starting: threading.Thread | None = None
 _start_error: str = ""
 
 
-def settings(context=None) -> tuple[str, str, str]:
-    """``(python, device, log file)`` from the preferences or the environment."""
+def settings(context=None) -> tuple[str, str, str, str]:
+    """``(python, device, log file, data folder)`` from the preferences or the environment (an empty
+    data folder: the backend's own default, ``$FACEFORGE_CACHE`` or ``~/.cache/faceforge``)."""
     prefs = get_preferences(context)
     python = (prefs.backend_python if prefs else "") or os.environ.get(ENV_PYTHON, "")
     device = (prefs.device if prefs else "") or os.environ.get(ENV_DEVICE, "auto")
     log = (prefs.log_file if prefs else "") or str(Path(tempfile.gettempdir()) / "faceforge-backend.log")
-    return bpy.path.abspath(python) if python.startswith("//") else python, device, bpy.path.abspath(log)
+    data = bpy.path.abspath(prefs.data_dir) if prefs and prefs.data_dir else ""
+    python = bpy.path.abspath(python) if python.startswith("//") else python
+    return python, device, bpy.path.abspath(log), data
 
 
 def client(context=None) -> BackendClient:
@@ -43,8 +47,9 @@ def client(context=None) -> BackendClient:
     key = settings(context)
     if _client is None or _client_key != key:
         stop()
-        python, device, log = key
-        _client = BackendClient(python, log_path=log, serve_args=["--device", device])
+        python, device, log, data = key
+        env = {ENV_CACHE: data} if data else None  # where the backend builds and caches models
+        _client = BackendClient(python, log_path=log, env=env, serve_args=["--device", device])
         _client_key = key
     return _client
 

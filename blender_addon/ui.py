@@ -121,7 +121,9 @@ class VIEW3D_PT_faceforge_animate(_FaceForgePanel, Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.faceforge_animate
-        layout.prop(settings, "model_path")
+        row = layout.row(align=True)
+        row.prop(settings, "model_path")
+        row.operator("faceforge.build_motion_model", text="", icon="MODIFIER")
         col = layout.column(align=True)
         col.prop(settings, "label")
         col.prop(settings, "seed")
@@ -136,6 +138,7 @@ class VIEW3D_PT_faceforge_animate(_FaceForgePanel, Panel):
         sub.active = settings.release
         sub.prop(settings, "release_seconds", text="")
         layout.prop(settings, "exact")
+        layout.prop(settings, "dense_keys")
         layout.operator("faceforge.bake_take", icon="ACTION")
         box = layout.box()
         row = box.row(align=True)

@@ -64,7 +64,11 @@ def test_zip_name_and_manifest_match(addon_zip):
     assert manifest["id"] == "faceforge"
     assert manifest["type"] == "add-on"
     assert manifest["schema_version"] == "1.0.0"
-    assert tuple(map(int, manifest["blender_version_min"].split("."))) >= (4, 2, 0)
+    # The real minimum: the slotted-action API of the takes (Blender 4.4), the same the add-on enforces.
+    assert tuple(map(int, manifest["blender_version_min"].split("."))) == (4, 4, 0)
+    with zipfile.ZipFile(addon_zip) as zf:
+        zf_text = zf.read("__init__.py").decode("utf-8")
+    assert "MIN_BLENDER = (4, 4, 0)" in zf_text
     assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert manifest["permissions"]["files"]
     assert "wheels" not in manifest

@@ -175,7 +175,8 @@ def run_demo(
     take_job = jobs.BakeTake(context, obj=bpy.data.objects[animated])
     jobs.run(take_job)
     step(take_job.message)
-    strip = bpy.data.objects[animated].data.shape_keys.animation_data.nla_tracks[0].strips[0]
+    tracks = bpy.data.objects[animated].data.shape_keys.animation_data.nla_tracks
+    strip = tracks[-1].strips[0]  # the newest take (the bottom track holds the rest pose)
     context.scene.frame_start, context.scene.frame_end = int(strip.frame_start), int(strip.frame_end)
     context.scene.frame_set(context.scene.frame_start)
     seconds["take"] = round(time.perf_counter() - t0, 1)

@@ -15,7 +15,7 @@ Modules (one per feature):
     base: :class:`Job`, :class:`FaceForgeInputError`, the input checks, :func:`run`.
     faces: generate, update identity, random expression, neutralize, apply to selected,
         interpolate, cross-age preview.
-    model: build and load the face model.
+    model: build and load the face model, build the motion model.
     takes: bake, interpolate and transfer motion takes.
     physics: simulate a take with the physical face model.
 """
@@ -33,7 +33,7 @@ from .faces import (
     TransferPreview,
     UpdateIdentity,
 )
-from .model import BuildModel, LoadModel
+from .model import BuildModel, BuildMotionModel, LoadModel
 from .physics import SimulateTake
 from .takes import BakeTake, InterpolateTakes, TransferMotion
 
@@ -45,6 +45,7 @@ __all__ = [
     "SimulateTake",
     "BackendError",
     "BuildModel",
+    "BuildMotionModel",
     "FaceForgeInputError",
     "GenerateFace",
     "Interpolate",

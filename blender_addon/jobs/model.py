@@ -29,6 +29,26 @@ class BuildModel(Job):
         return result["path"]
 
 
+class BuildMotionModel(Job):
+    """Build (or reuse) the default motion model (Motion3DGAN + S2D-Dec) for the Animate panel."""
+
+    label = "Build Motion Model"
+    needs_model = False
+
+    def __init__(self, context, small: bool = False, force: bool = False) -> None:
+        super().__init__(context)
+        self.small = small
+        self.force = force
+
+    def request(self):
+        return "animate.build", {"small": self.small, "force": self.force}, None
+
+    def apply(self, result):
+        self.context.scene.faceforge_animate.model_path = result["path"]
+        self.message = f"motion model {'reused' if result.get('cached') else 'built'}: {result['path']}"
+        return result["path"]
+
+
 class LoadModel(Job):
     """Load the scene's model into the backend (done before any model job when needed)."""
 

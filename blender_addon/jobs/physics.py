@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import animation
 from .base import FaceForgeInputError, Job, _face
 from .takes import _rig_arrays, _TakeJob
 
@@ -63,7 +64,7 @@ class SimulateTake(_TakeJob):
             track.strips.new(source.name, int(source.frame_range[0]), source)
             anim.action = None
         for track in anim.nla_tracks:
-            if track.name != take:
+            if track.name not in (take, animation.REST_TRACK):
                 track.mute = True
 
     def _sample(self, context) -> np.ndarray:

@@ -55,7 +55,11 @@ class _TakeJob(Job):
         values = arrays["values"]
         if len(values) < 2:
             raise FaceForgeInputError(f"{self.label}: the take has {len(values)} frame(s)")
-        strip = animation.write_take(self.obj, name, self.start, self.names, values)
+        # Editable (reduced Bezier) keys unless the take must be exact: a residual cache is computed
+        # against these very values, and dense keys were asked for.
+        dense = self.exact or getattr(self.settings, "dense_keys", False)
+        tolerance = None if dense else animation.KEY_TOLERANCE
+        strip = animation.write_take(self.obj, name, self.start, self.names, values, tolerance)
         if self.exact:
             animation.attach_residual_cache(
                 self.obj, name, self.basis, arrays["residual"], self.start, animation.cache_folder()

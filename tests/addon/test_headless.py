@@ -66,7 +66,7 @@ def test_demo_saves_a_blend_and_renders_a_contact_sheet(demo, fresh_python):
     assert summary["faces"] == len(demo["faces"]) and len(summary["keys"]) == 1 and summary["keys"][0] > 53
     assert summary["happy"] == 1.0 and summary["camera"] and summary["engine"] == "CYCLES"
     # One baked, playable take on the adult neutral face, and the scene's range plays it.
-    assert summary["take"] == [demo["take"]["name"]] == ["FF high_smile 0"]
+    assert summary["take"] == ["FF rest", demo["take"]["name"]] == ["FF rest", "FF high_smile 0"]
     assert summary["frames"] == demo["take"]["frames"] and summary["frames"][1] > summary["frames"][0]
 
 

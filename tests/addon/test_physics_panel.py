@@ -50,11 +50,17 @@ def test_simulate_bakes_an_exact_take_and_rebake_replaces_it(face, faceforge):
         assert bpy.ops.faceforge.simulate() == {"FINISHED"}
     anim = face.data.shape_keys.animation_data
     tracks = {t.name: t for t in anim.nla_tracks}
-    assert "FF physics 1-3" in tracks and len(tracks) == 2  # the take and the muted source
+    assert "FF physics 1-3" in tracks and len(tracks) == 3  # rest, the take and the muted source
     assert anim.action is None  # the source animation is kept as a muted track
-    assert all(t.mute for n, t in tracks.items() if n != "FF physics 1-3")
+    assert all(t.mute for n, t in tracks.items() if n not in ("FF physics 1-3", "FF rest"))
+    assert not tracks["FF rest"].mute
     caches = [m for m in face.modifiers if m.type == "MESH_CACHE"]
     assert [m.name for m in caches] == ["FF physics 1-3"]
+    # Outside the simulated frames the source is muted and the cache adds nothing: the rest face.
+    rest = np.empty(len(face.data.vertices) * 3, np.float32)
+    face.data.shape_keys.key_blocks[0].data.foreach_get("co", rest)
+    for frame in (0, 4, 40):
+        np.testing.assert_allclose(_evaluated(face, frame), rest.reshape(-1, 3), atol=1e-6)
     simulated = _evaluated(face, 3)
     # the simulation follows the animation (V2V of a few mm at 6.8 mm) but is not a copy of it
     distance = np.linalg.norm(simulated - target, axis=1)
