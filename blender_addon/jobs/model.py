@@ -1,4 +1,4 @@
-"""Jobs on the backend's face model: build the default model, load the scene's model."""
+"""Jobs on the backend's models: build the default face or motion model, load the scene's model."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from .. import session
 from .base import Job
 
 
-class BuildModel(Job):
-    """Build the default model (and the default dataset first if missing) and load it."""
+class _BuildJob(Job):
+    """Build (or reuse) one of the backend's default artifacts with ``method``: minutes, progress."""
 
-    label = "Build Default Model"
+    method = ""
     needs_model = False
 
     def __init__(self, context, small: bool = False, force: bool = False) -> None:
@@ -18,7 +18,14 @@ class BuildModel(Job):
         self.force = force
 
     def request(self):
-        return "model.build", {"small": self.small, "force": self.force}, None
+        return self.method, {"small": self.small, "force": self.force}, None
+
+
+class BuildModel(_BuildJob):
+    """Build the default model (and the default dataset first if missing) and load it."""
+
+    label = "Build Default Model"
+    method = "model.build"
 
     def apply(self, result):
         # The backend holds the new model; the scene uses it from now on.
@@ -29,19 +36,11 @@ class BuildModel(Job):
         return result["path"]
 
 
-class BuildMotionModel(Job):
+class BuildMotionModel(_BuildJob):
     """Build (or reuse) the default motion model (Motion3DGAN + S2D-Dec) for the Animate panel."""
 
     label = "Build Motion Model"
-    needs_model = False
-
-    def __init__(self, context, small: bool = False, force: bool = False) -> None:
-        super().__init__(context)
-        self.small = small
-        self.force = force
-
-    def request(self):
-        return "animate.build", {"small": self.small, "force": self.force}, None
+    method = "animate.build"
 
     def apply(self, result):
         self.context.scene.faceforge_animate.model_path = result["path"]
