@@ -20,7 +20,10 @@ import numpy as np
 
 from faceforge.progress import ProgressCallback, report
 
-__all__ = ["evaluate_animate", "format_table"]
+__all__ = ["STAGES", "evaluate_animate", "format_table"]
+
+# The evaluation's stages, in order (``stage_seconds`` in the result times each one).
+STAGES = ("s2d_identity", "s2d_expression", "classifier", "generators", "accuracy_fid")
 
 
 def evaluate_animate(
@@ -38,14 +41,23 @@ def evaluate_animate(
     gan_config = gan.Motion3DGANConfig.tiny(seed) if small else gan.Motion3DGANConfig(seed=seed)
     landmarks = np.asarray(dataset.landmarks["ibug68"])
     total = 5
+    stage_seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
 
-    report(progress, 0, total, "S2D-Dec, held-out identities")
+    def stage(done: int, message: str) -> None:  # progress, and the seconds of the stage just ended
+        now = time.perf_counter()
+        if done:
+            stage_seconds[STAGES[done - 1]] = round(now - clock[0], 1)
+        clock[0] = now
+        report(progress, done, total, message)
+
+    stage(0, "S2D-Dec, held-out identities")
     s2d_id, _ = dense.train_s2d(dataset, train, s2d_config)
     _, train_dense = dense.training_pairs(dataset, train, s2d_config.clip_frames)
     pca_id = dense.PCABaseline.fit(train_dense, landmarks, 40)
     identity = {"s2d": dense.evaluate(s2d_id, dataset, test), "pca": dense.evaluate(pca_id, dataset, test)}
 
-    report(progress, 1, total, "S2D-Dec, held-out expressions")
+    stage(1, "S2D-Dec, held-out expressions")
     static = np.arange(1, dataset.n_expressions)
     held = static[::4]
     kept = np.setdiff1d(static, held)
@@ -59,7 +71,7 @@ def evaluate_animate(
         "held_out": [dataset.expression_names[int(e)] for e in held],
     }
 
-    report(progress, 2, total, "expression classifier on real clips")
+    stage(2, "expression classifier on real clips")
     curves, labels, identities = gan.landmark_curves(dataset)
     motion = gan.motion_curves(curves)
     names = sorted(set(labels))
@@ -69,7 +81,7 @@ def evaluate_animate(
     classifier = gan.train_classifier(motion[is_train], label_ids[is_train], len(names), epochs, seed)
     gt_accuracy = gan.classifier_accuracy(classifier, motion[is_test], label_ids[is_test])
 
-    report(progress, 3, total, "Motion3DGAN and the LSTM baseline")
+    stage(3, "Motion3DGAN and the LSTM baseline")
     train_curves = [c for c, k in zip(curves, is_train, strict=True) if k]
     train_labels = [lab for lab, k in zip(labels, is_train, strict=True) if k]
     motion3dgan, _ = gan.train_motion3dgan(train_curves, train_labels, gan_config)
@@ -83,7 +95,7 @@ def evaluate_animate(
         generated_ids.extend([k] * per_label)
     generated_ids = np.asarray(generated_ids)
 
-    report(progress, 4, total, "accuracy and FID")
+    stage(4, "accuracy and FID")
     real_features = gan.classifier_features(classifier, motion[is_test])
     accuracy = {"gt": gt_accuracy}
     fid = {}
@@ -91,7 +103,7 @@ def evaluate_animate(
         curves_k = np.concatenate(parts)
         accuracy[key] = gan.classifier_accuracy(classifier, curves_k, generated_ids)
         fid[key] = gan.frechet_distance(gan.classifier_features(classifier, curves_k), real_features)
-    report(progress, total, total, "done")
+    stage(total, "done")
     return {
         "small": small,
         "n_train_identities": int(len(train)),
@@ -105,6 +117,7 @@ def evaluate_animate(
         "n_generated_per_label": per_label,
         "n_test_clips": int(is_test.sum()),
         "seconds": round(time.perf_counter() - started, 1),
+        "stage_seconds": stage_seconds,
     }
 
 
@@ -126,4 +139,7 @@ def format_table(result: dict) -> list[str]:
         f"| ground truth (test identities) | {100 * acc['gt']:.1f}% | - |",
         f"| Motion3DGAN | {100 * acc['motion3dgan']:.1f}% | {fid['motion3dgan']:.2f} |",
         f"| LSTM generator | {100 * acc['lstm']:.1f}% | {fid['lstm']:.2f} |",
+        "",
+        f"{result['seconds']:.0f} s in all; per stage: "
+        + ", ".join(f"{name} {sec:.0f} s" for name, sec in result.get("stage_seconds", {}).items()),
     ]
