@@ -44,55 +44,25 @@ from typing import Any
 
 import numpy as np
 
-if __package__:  # imported as a module of the add-on package
-    from .backend_call import PendingCall
-    from .backend_errors import (
-        PROTOCOL_VERSION,
-        BackendCallError,
-        BackendCancelled,
-        BackendError,
-        BackendTimeout,
-        BackendUnavailable,
-        ErrorCode,
-    )
-    from .backend_process import (
-        _FIX_INTERPRETER,
-        _child_env,
-        _describe_exit,
-        _Process,
-        _resolve_interpreter,
-        check_interpreter,
-        explain_startup_failure,
-    )
-else:  # loaded by path on its own (tests/server, `faceforge bench serve`): no bpy, no add-on package
-    import importlib.machinery
-    import importlib.util
-
-    # This file's folder as a bare package (its __init__.py, which needs bpy, is not run), so that
-    # the sibling modules load with their relative imports.
-    if "faceforge_client_parts" not in sys.modules:
-        _spec = importlib.machinery.ModuleSpec("faceforge_client_parts", None, is_package=True)
-        _spec.submodule_search_locations = [os.path.dirname(os.path.abspath(__file__))]
-        sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
-    from faceforge_client_parts.backend_call import PendingCall
-    from faceforge_client_parts.backend_errors import (
-        PROTOCOL_VERSION,
-        BackendCallError,
-        BackendCancelled,
-        BackendError,
-        BackendTimeout,
-        BackendUnavailable,
-        ErrorCode,
-    )
-    from faceforge_client_parts.backend_process import (
-        _FIX_INTERPRETER,
-        _child_env,
-        _describe_exit,
-        _Process,
-        _resolve_interpreter,
-        check_interpreter,
-        explain_startup_failure,
-    )
+from .backend_call import PendingCall
+from .backend_errors import (
+    PROTOCOL_VERSION,
+    BackendCallError,
+    BackendCancelled,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ErrorCode,
+)
+from .backend_process import (
+    _FIX_INTERPRETER,
+    _child_env,
+    _describe_exit,
+    _Process,
+    _resolve_interpreter,
+    check_interpreter,
+    explain_startup_failure,
+)
 
 __all__ = [
     "PROTOCOL_VERSION",

@@ -7,7 +7,6 @@ subprocesses of this interpreter.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,16 +14,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT_PATH = REPO_ROOT / "blender_addon" / "backend_client.py"
-CLIENT_MODULE = "faceforge_backend_client"
 
 
 def load_client_module():
-    if CLIENT_MODULE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(CLIENT_MODULE, CLIENT_PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[CLIENT_MODULE] = module
-        spec.loader.exec_module(module)
-    return sys.modules[CLIENT_MODULE]
+    from faceforge.server.bench import load_client_module as load
+
+    return load(CLIENT_PATH)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ those the add-on sees (minus Blender's own numpy). Goals: ping < 5 ms, overhead 
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import time
@@ -34,19 +36,20 @@ OVERHEAD_GOAL_MS = 50.0
 _CLIENT = Path(__file__).resolve().parents[3] / "blender_addon" / "backend_client.py"
 
 
+_CLIENT_PACKAGE = "faceforge_addon_client"
+
+
 def load_client_module(path: Path = _CLIENT) -> ModuleType:
-    """Import the add-on's ``backend_client.py`` by path (it needs neither bpy nor the add-on package)."""
+    """Import the add-on's ``backend_client.py`` from the source tree without bpy: its folder becomes
+    a bare package (the add-on's ``__init__.py``, which needs bpy, is not run), so the client and its
+    sibling modules (errors, calls, process) load with their relative imports."""
     if not path.is_file():
         raise FaceForgeError(f"`faceforge bench serve` runs from a source checkout: {path} is missing")
-    name = "faceforge_bench_backend_client"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    if _CLIENT_PACKAGE not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(_CLIENT_PACKAGE, None, is_package=True)
+        spec.submodule_search_locations = [str(path.parent)]
+        sys.modules[_CLIENT_PACKAGE] = importlib.util.module_from_spec(spec)
+    return importlib.import_module(f"{_CLIENT_PACKAGE}.{path.stem}")
 
 
 def _ms(values: list[float]) -> dict[str, float]:
