@@ -165,3 +165,20 @@ def test_the_policy_modules_import_nothing_heavy(name):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
     assert importlib.util.find_spec(name) is not None
+
+
+def test_the_material_cache_key_hashes_every_module_that_builds_a_material_space():
+    """An edit to any physics module the build reaches must invalidate cached material spaces."""
+    from faceforge.physics.material_cache import _BUILDER_MODULES
+
+    graph = import_graph()
+    reached, todo = set(), ["faceforge.physics.material", "faceforge.physics.material_cache"]
+    while todo:
+        module = todo.pop()
+        if module in reached or not module.startswith("faceforge.physics."):
+            continue
+        reached.add(module)
+        todo.extend(graph[module])
+    missing = sorted(m.rpartition(".")[2] for m in reached if m.rpartition(".")[2] not in _BUILDER_MODULES)
+    assert {"material", "mouth", "contact"} <= {m.rpartition(".")[2] for m in reached}
+    assert not missing, f"modules the material build imports but its cache key ignores: {missing}"

@@ -13,10 +13,19 @@ __all__ = ["load_material_space", "material_cache_key", "save_material_space"]
 
 _SPARSE_FIELDS = ("W_skin", "W_skull", "W_jaw")
 
-#: The modules (of this package) whose source builds, describes or stores a material space; the cache
-#: key hashes them all, so an edit to any of them invalidates old entries. A module that joins the build
-#: belongs here.
-_BUILDER_MODULES = ("material", "material_space", "tissue", "mouth", "lattice", "bones", "material_cache")
+#: The modules (of this package) whose source builds, describes or stores a material space: ``material``
+#: and every physics module it imports, directly or not (``tests/test_physics.py`` walks the imports and
+#: fails on one missing here). The cache key hashes them all, so an edit to any invalidates old entries.
+_BUILDER_MODULES = (
+    "material",
+    "material_space",
+    "tissue",
+    "mouth",
+    "contact",
+    "lattice",
+    "bones",
+    "material_cache",
+)
 
 
 def material_cache_key(
