@@ -325,6 +325,60 @@ def test_contact_removes_every_intersection_even_when_the_target_intersects(face
     assert res.v2v_mm[0] < 4.0
 
 
+def test_the_lips_follow_the_jaw_and_no_bone_holds_the_mouth(face_free, head):
+    """Each lip rides its own side of the lip cut and no bone pins the mouth lining: under jawOpen every
+    lip vertex the target moves by > 2 mm vertically moves the same way by most of it (a lower-lip vertex
+    once rode the upper lip's element and stayed put)."""
+    from faceforge.physics.tissue import head_regions
+
+    m = face_free.material
+    regions = head_regions(len(head["rest"]))
+    mouth = (regions["upper_lip"] | regions["lower_lip"] | regions["cavity"])[m.skin_vertices]
+    held = np.union1d(m.skull_nodes, m.jaw_nodes)
+    assert not np.isin(m.W_skin[np.flatnonzero(mouth)].tocsr().indices, held).any()
+    target = _target(head, jawOpen=0.5)
+    res = face_free.simulate(target)
+    lips = np.flatnonzero(regions["upper_lip"] | regions["lower_lip"])
+    dz_target = (target - head["rest"])[lips, 2]
+    dz_simulated = (res.frames[0] - head["rest"])[lips, 2]
+    moving = np.abs(dz_target) > 0.002
+    assert moving.sum() > 50
+    assert (dz_simulated[moving] / dz_target[moving]).min() > 0.5
+
+
+def test_stretched_mouth_corners_do_not_fold_into_a_spike(face, head):
+    """jawOpen 0.3 with the lips pressed 1.5 (contact on) once left V2V sane while the mouth corners
+    folded: 12 mm max deviation and 5.8 mm lip roughness at this lattice. The tail and the local
+    roughness of the deviation catch what the mean hides."""
+    from faceforge.physics.bench import CORNER_EXPRESSION
+
+    target = _target(head, **CORNER_EXPRESSION)
+    res = face.simulate(
+        head["rest"][None] + np.linspace(0.0, 1.0, 3)[1:, None, None] * (target - head["rest"])
+    )
+    assert res.v2v_mm[-1] < 1.0
+    assert res.quality["max_mm"][-1] < 6.0
+    assert res.quality["lip_roughness_mm"][-1] < 3.5
+    assert face.penetrations(res.frames[-1], res.jaw[-1]) == 0
+
+
+def test_deviation_figures_see_a_spike_the_mean_hides(head):
+    from faceforge.physics.quality import deviation_figures, lip_zone
+    from faceforge.physics.tissue import head_regions
+
+    rest, faces = head["rest"], head["faces"]
+    lips = lip_zone(rest, head_regions(len(rest)))
+    skin = np.arange(len(rest))
+    smooth = rest + np.array([0.0, 0.0, 0.003])  # everything 3 mm off, smoothly
+    spiked = rest.copy()
+    corner = int(np.flatnonzero(lips)[0])
+    spiked[corner, 1] -= 0.010  # one lip vertex 10 mm out
+    f_smooth = deviation_figures(smooth, rest, faces, skin, lips)
+    f_spiked = deviation_figures(spiked, rest, faces, skin, lips)
+    assert f_smooth["lip_roughness_mm"] < 1e-6 and abs(f_smooth["max_mm"] - 3.0) < 1e-6
+    assert f_spiked["v2v_mm"] < 0.01 and f_spiked["max_mm"] > 9.99 and f_spiked["lip_roughness_mm"] > 9.0
+
+
 def test_jaw_closed_through_the_lips_stops_at_contact(face, head):
     """jawOpen driven below 0 closes the jaw past rest: the target pushes the lower lip and teeth
     through the upper ones; the simulated jaw stops where the mouth meets, with no crossing."""

@@ -51,6 +51,15 @@ def _cmd_bench_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corner_line(corner: dict) -> str:
+    return (
+        f"mouth corners (jawOpen 0.3, lips pressed 1.5, contact): V2V {corner['v2v_mm']:.3f} mm, max "
+        f"{corner['max_mm']:.2f}, 99th percentile {corner['p99_mm']:.2f}, lip roughness "
+        f"{corner['lip_roughness_mm']:.2f} (99th percentile {corner['lip_roughness_p99_mm']:.2f}) mm, "
+        f"{corner['penetrations']} intersecting mouth pairs"
+    )
+
+
 def _cmd_bench_simulate(args: argparse.Namespace) -> int:
     from faceforge.physics.bench import run_bench
     from faceforge.progress import TerminalProgress
@@ -84,10 +93,14 @@ def _cmd_bench_simulate(args: argparse.Namespace) -> int:
         f"intersecting mouth pairs: target {payload['penetrations_target']}, "
         f"simulated without contact {payload['penetrations_before']}, "
         f"with contact {payload['penetrations_after']}",
-        "resolution (mm) | elements | sim-vs-target V2V (mm)",
+        _corner_line(payload["mouth_corners"]),
+        "resolution (mm) | elements | V2V (mm) | max | 99th pct | lip roughness, 99th pct (worst expression)",
     ]
     for res, row in payload["v2v_by_resolution"].items():
-        lines.append(f"{res:>15} | {row['elements']:>8} | {row['v2v_mm']:.3f}")
+        lines.append(
+            f"{res:>15} | {row['elements']:>8} | {row['v2v_mm']:8.3f} | {row['max_mm']:.2f} | "
+            f"{row['p99_mm']:.2f} | {row['lip_roughness_mm']:.2f}, {row['lip_roughness_p99_mm']:.2f}"
+        )
     _print(payload, args.json, lines)
     return 0
 

@@ -78,6 +78,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         targets=targets.astype(np.float32),
         jaw=result.jaw,
         v2v_mm=result.v2v_mm,
+        **result.quality,
     )
     jaw = result.jaw[-1]
     payload = {
@@ -95,7 +96,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         [
             f"{len(result.frames)} frames in {out} ({payload['material']['elements']} elements at "
             f"{args.resolution:g} mm, {payload['seconds_per_frame']:.2f} s per frame)",
-            f"sim-vs-target V2V {payload['v2v_mm_mean']:.3f} mm; intersecting mouth pairs: rest "
+            f"sim-vs-target V2V {payload['v2v_mm_mean']:.3f} mm (worst frame: max "
+            f"{payload['max_mm_worst']:.2f}, 99th percentile {payload['p99_mm_worst']:.2f}, "
+            f"lip roughness {payload['lip_roughness_mm_worst']:.2f} mm)",
+            "intersecting mouth pairs: rest "
             f"{payload['penetrations_rest']}, target {payload['penetrations_target']}, "
             f"simulated {payload['penetrations']}",
         ],

@@ -4,7 +4,10 @@ lattice nodes each bone holds.
 The bones are not in the data, so they are built from it: each outer skin vertex is offset inward along
 its normal by its soft-tissue depth (:func:`faceforge.physics.tissue.tissue_depth`). Bone points under
 jaw-side skin below the mouth belong to the jaw; the rest to the skull. Eyelids, nose, lips and the mouth
-lining get no bone point: there is eyeball, cartilage or teeth behind them, not skull.
+lining get no bone point: there is eyeball, cartilage or teeth behind them, not skull. Nor may a bone
+hold a node of an element that carries the lips or the mouth lining: offset inward from the cheeks, bone
+points beside the mouth corners land in the mouth, and a lining vertex on bone-held nodes cannot follow
+its target (the corner folds into a spike when the lips stretch).
 """
 
 from __future__ import annotations
@@ -63,6 +66,13 @@ def embed_bones(
     bone_pts = vertices[bone_src] - depth[bone_src, None] * normals[bone_src]
     is_jaw = lower[bone_src] & (vertices[bone_src, 2] < contact_z)
     W_bone, ok_bone = lattice.embed(bone_pts, np.where(is_jaw, 2, 1))
+    # the nodes that carry the mouth (lips and lining): no bone may hold them
+    mouth = skin_vertices[(lips | regions["cavity"])[skin_vertices]]
+    W_mouth, _ = lattice.embed(vertices[mouth], np.where(lower[mouth], 2, 1))
+    mouth_nodes = np.zeros(W_bone.shape[1], dtype=bool)
+    mouth_nodes[W_mouth.indices] = True
+    on_mouth = np.asarray(W_bone.astype(bool).astype(np.int64) @ mouth_nodes.astype(np.int64)).ravel() > 0
+    ok_bone &= ~on_mouth
     skull_all = np.unique(W_bone[np.flatnonzero(ok_bone & ~is_jaw)].indices)
     jaw_all = np.unique(W_bone[np.flatnonzero(ok_bone & is_jaw)].indices)
     # Nodes claimed by both bones (skull and jaw points in one cell: where the bones meet) are given to

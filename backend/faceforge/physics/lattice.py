@@ -122,7 +122,8 @@ class Occupancy:
         cells: ``(C, 3)`` integer cell coordinates; inside: ``(C, 27)`` samples in the tissue;
         side: ``(C, 27)`` 1 upper, 2 lower (jaw) side of each sample's nearest skin point;
         near_vertex: ``(C, 27)`` that skin point's head vertex; fraction: ``(C,)`` occupied fraction;
-        active: ``(C,)`` cells kept (occupied, or holding a skin vertex).
+        active: ``(C,)`` cells kept (occupied, or holding a skin vertex); skin_sides: ``(C, 3)`` bool,
+        whether the cell holds a simulated skin vertex of side 1 (upper) / 2 (lower) (column 0 unused).
     """
 
     cells: np.ndarray
@@ -131,6 +132,7 @@ class Occupancy:
     near_vertex: np.ndarray
     fraction: np.ndarray
     active: np.ndarray
+    skin_sides: np.ndarray
 
 
 def _candidate_cells(skin: SkinSamples, depth: np.ndarray, grid: Grid) -> np.ndarray:
@@ -179,10 +181,18 @@ def _sample_cells(
 
 
 def occupy_cells(
-    skin: SkinSamples, depth: np.ndarray, grid: Grid, reach: float, lower: np.ndarray, skin_points: np.ndarray
+    skin: SkinSamples,
+    depth: np.ndarray,
+    grid: Grid,
+    reach: float,
+    lower: np.ndarray,
+    skin_points: np.ndarray,
+    skin_lower: np.ndarray,
 ) -> Occupancy:
-    """Sample the candidate cells (nearest skin point within ``reach + h``); cells that hold a point of
-    ``skin_points`` (the simulated skin vertices) are kept even if their tissue fraction is tiny."""
+    """Sample the candidate cells (nearest skin point within ``reach + h``; ``lower``: the ``(V,)``
+    jaw-side mask of head vertices). Cells that hold one of ``skin_points (S, 3)`` (the simulated skin
+    vertices, jaw side ``skin_lower (S,)``) are kept even if their tissue fraction is tiny, and remember
+    which sides' vertices they hold."""
     origin, dims, h = grid.origin, grid.dims, grid.h
     cand = _candidate_cells(skin, depth, grid)
     inside, side, near_vertex = _sample_cells(cand, grid, skin, reach, lower)
@@ -193,16 +203,22 @@ def occupy_cells(
     fraction = inside.mean(axis=1)
     forced = np.zeros(len(cand), dtype=bool)
     forced[pos] = True
+    skin_sides = np.zeros((len(cand), 3), dtype=bool)
+    skin_sides[pos, np.where(skin_lower, 2, 1)] = True
     active = (fraction > 0) | forced
     fraction = np.maximum(fraction, np.where(forced, 1.0 / 27, 0.0))
-    return Occupancy(cand, inside, side, near_vertex, fraction, active)
+    return Occupancy(cand, inside, side, near_vertex, fraction, active, skin_sides)
 
 
 def _cut_elements(
     occ: Occupancy, contact_pts: np.ndarray, grid: Grid
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One element per active cell, two (upper and lower) where a cell straddles the lip contact
-    ``contact_pts``: ``(cells, labels (0 plain, 1 upper, 2 lower), occupied volumes, element_vertex)``."""
+    """One element per active cell, one per side (upper, lower) where a cell straddles the lip contact
+    ``contact_pts``: ``(cells, labels (0 plain, 1 upper, 2 lower), occupied volumes, element_vertex)``.
+
+    A straddling cell has a side's element when tissue samples of that side fill part of it or a skin
+    vertex of that side lies in it: a lip vertex must never be carried by the other lip's element (it
+    would move with the other lip, and the mouth corner folds into a spike)."""
     cand, inside, side, near_vertex = occ.cells, occ.inside, occ.side, occ.near_vertex
     fraction, active = occ.fraction, occ.active
     origin, h = grid.origin, grid.h
@@ -221,17 +237,14 @@ def _cut_elements(
     straddle = act[near_contact[act]]
     for lab in (1, 2):
         mask = inside[straddle] & (side[straddle] == lab)
-        keep = mask.any(axis=1)
+        keep = mask.any(axis=1) | occ.skin_sides[straddle, lab]
         cells.append(cand[straddle[keep]])
         labels.append(np.full(int(keep.sum()), lab, dtype=np.int64))
-        vols.append(mask[keep].mean(axis=1) * h**3)
-        elem_vertex.append(_mode_rows(near_vertex[straddle[keep]], mask[keep]))
-    # a straddling cell with no inside sample (held only for a skin vertex) keeps one plain element
-    lone = straddle[~inside[straddle].any(axis=1)]
-    cells.append(cand[lone])
-    labels.append(np.zeros(len(lone), dtype=np.int64))
-    vols.append(np.full(len(lone), h**3 / 27))
-    elem_vertex.append(_mode_rows(near_vertex[lone], inside[lone]))
+        # a side held only for its skin vertex gets the forced minimum (1/27 of the cell)
+        vols.append(np.maximum(mask[keep].mean(axis=1), 1.0 / 27) * h**3)
+        elem_vertex.append(
+            _mode_rows(near_vertex[straddle[keep]], mask[keep] | ~mask[keep].any(axis=1)[:, None])
+        )
     cells = np.concatenate(cells)
     labels = np.concatenate(labels)
     vols = np.concatenate(vols)

@@ -92,7 +92,8 @@ def _tissue_lattice(
     skin = sample_skin(vertices, sets["dom_faces"], normals, depth, h)
     grid = lattice_grid(skin.points, depth, h)
     reach = float(depth[skin_vertices].max()) + 1.8 * h
-    occupancy = occupy_cells(skin, depth, grid, reach, sets["lower"], vertices[skin_vertices])
+    lower = sets["lower"]
+    occupancy = occupy_cells(skin, depth, grid, reach, lower, vertices[skin_vertices], lower[skin_vertices])
     lattice = build_lattice(occupancy, lip_contact_points(vertices, regions, sets), grid)
     return skin, lattice
 

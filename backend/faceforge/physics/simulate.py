@@ -18,6 +18,7 @@ from faceforge.errors import FaceForgeError
 from faceforge.physics.actuation import ActuationFitter, blend_paralysis
 from faceforge.physics.contact import count_intersecting_pairs
 from faceforge.physics.material import MaterialSpace, build_material_space
+from faceforge.physics.quality import deviation_figures, lip_zone
 from faceforge.physics.solver import FaceSolver, PhysicsOptions
 from faceforge.progress import ProgressCallback, report
 from faceforge.store import cached_material_space
@@ -37,6 +38,9 @@ class SimulationResult:
         jaw: ``(T, 4, 4)`` jaw transforms reached (with contact the jaw can stop short of the
             actuation's when teeth meet lips it cannot push away).
         converged: ``(T,)`` bool.
+        quality: per frame, the tail and lip roughness of the deviation from the target
+            (:func:`faceforge.physics.quality.deviation_figures`: ``max_mm``, ``p99_mm``,
+            ``lip_roughness_mm``, ``lip_roughness_p99_mm``), each ``(T,)``.
     """
 
     frames: np.ndarray
@@ -46,11 +50,14 @@ class SimulationResult:
     jaw: np.ndarray
     converged: np.ndarray
     info: dict = field(default_factory=dict)
+    quality: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(self) -> dict:
+        worst = {f"{k}_worst": float(v.max()) for k, v in self.quality.items() if len(v)}
         return {
             "frames": int(len(self.frames)),
             "v2v_mm_mean": float(self.v2v_mm.mean()) if len(self.v2v_mm) else 0.0,
+            **worst,
             "seconds_per_frame": float(self.seconds.mean()) if len(self.seconds) else 0.0,
             "iterations_mean": float(self.iterations.mean()) if len(self.iterations) else 0.0,
             "converged": int(self.converged.sum()),
@@ -133,6 +140,15 @@ class PhysicalFace:
     def rest(self) -> np.ndarray:
         return self.material.rest_vertices
 
+    @property
+    def lip_zone(self) -> np.ndarray:
+        """``(V,)`` bool: lips, mouth lining and corners (:func:`faceforge.physics.quality.lip_zone`)."""
+        if getattr(self, "_lip_zone", None) is None:
+            from faceforge.physics.tissue import head_regions
+
+            self._lip_zone = lip_zone(self.rest, head_regions(len(self.rest)))
+        return self._lip_zone
+
     def element_weights(self, vertex_weights: np.ndarray) -> np.ndarray:
         """``(E,)`` per-element value of a per-head-vertex map (by each element's nearest skin vertex)."""
         w = np.asarray(vertex_weights, dtype=np.float64)
@@ -183,6 +199,7 @@ class PhysicalFace:
         secs = np.zeros(n)
         conv = np.zeros(n, dtype=bool)
         jaws = np.tile(np.eye(4), (n, 1, 1))
+        quality: dict[str, np.ndarray] = {}
         x = m.nodes.copy()
         previous = (np.eye(3), np.zeros(3))
         if jaw_scale != 1.0 or gravity is not None or skin_force is not None:
@@ -200,12 +217,15 @@ class PhysicalFace:
             head = targets[i].copy()
             head[m.skin_vertices] = m.W_skin @ x
             frames[i] = head
-            v2v[i] = np.linalg.norm(head[m.skin_vertices] - targets[i, m.skin_vertices], axis=1).mean() * 1e3
+            figures = deviation_figures(head, targets[i], m.faces, m.skin_vertices, self.lip_zone)
+            v2v[i] = figures.pop("v2v_mm")
+            for key, value in figures.items():
+                quality.setdefault(key, np.zeros(n))[i] = value
             iters[i], conv[i] = info.iterations, info.converged
             secs[i] = time.perf_counter() - frame_start
             jaws[i, :3, :3], jaws[i, :3, 3] = previous
             report(progress, i + 1, n, f"frame {i + 1}/{n}: {info.iterations} it, {info.seconds:.2f} s")
-        return SimulationResult(frames, v2v, iters, secs, jaws, conv, {"elements": m.n_elements})
+        return SimulationResult(frames, v2v, iters, secs, jaws, conv, {"elements": m.n_elements}, quality)
 
     def penetrations(self, head: np.ndarray, jaw: np.ndarray | None = None) -> int:
         """Intersecting (edge, triangle) pairs of the mouth collision surface of ``head (V, 3)``."""
