@@ -5,11 +5,15 @@ a key on every frame, written in bulk with ``keyframe_points.add`` + ``foreach_s
 Blender 5 channelbag API, and one NLA track of the same name holding it. Re-baking a take of the
 same name replaces its track and action.
 
-What the shape keys cannot express (the per-frame residual of the bounded projection) can be kept
-exactly in a point cache (``.pc2``) read by a Mesh Cache modifier in *Integrate* mode: the cache
-holds basis + residual, so the modifier adds the residual on top of the shape-key mix. A cache
-rather than per-frame corrective shape keys, because a take of 300 frames would need 300 keys and
-animated key switching, while one cache file plays at any frame and renders on a farm unchanged.
+An exact take (a simulation, or a motion with *Exact* on) also keeps every frame's exact vertex
+positions in a point cache (``.pc2``) read by a Mesh Cache modifier in *Overwrite* mode, whose
+influence is keyed to 1 on the take's frames and 0 elsewhere: inside the take the mesh is exactly the
+computed one, outside it the shape keys (and other takes) drive it. Not *Integrate* with a residual:
+Blender's Integrate maps the cache's deformation onto the shape-keyed mesh triangle by triangle
+(``BKE_mesh_calc_relative_deform``), not as an offset, which put a simulated mouth 7 mm off.
+A cache rather than per-frame corrective shape keys, because a take of 300 frames would need 300
+keys and animated key switching, while one cache file plays at any frame and renders on a farm
+unchanged. The take's shape-key curves stay (the closest key mix); muting the modifier shows them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 TAKE_PREFIX = "FF "
 REST_TRACK = "FF rest"  # the bottom NLA track that holds every animated key at 0
-_LINEAR, _BEZIER = 1, 2  # indices in Keyframe.interpolation
+_CONSTANT, _LINEAR, _BEZIER = 0, 1, 2  # indices in Keyframe.interpolation
 _AUTO_CLAMPED = 4  # index in Keyframe.handle_left_type / handle_right_type
 KEY_TOLERANCE = 0.005  # editable takes: 0.5% of a key's [0, 1] range
 
@@ -46,6 +50,10 @@ def _remove_take(obj, name: str) -> None:
                     bpy.data.actions.remove(action)
     for modifier in [m for m in obj.modifiers if m.type == "MESH_CACHE" and m.name == name]:
         obj.modifiers.remove(modifier)
+    channelbag = _object_channelbag(obj, create=False)
+    influence = channelbag.fcurves.find(_influence_path(name)) if channelbag is not None else None
+    if influence is not None:
+        channelbag.fcurves.remove(influence)
 
 
 def ensure_channelbag(action, slot):
@@ -278,26 +286,61 @@ def read_pc2(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data[32:], dtype="<f4").reshape(n_samples, n_points, 3)
 
 
-def attach_residual_cache(
-    obj, name: str, basis: np.ndarray, residual: np.ndarray, frame_start: int, folder: str
-):
-    """Store what the keys cannot express: a PC2 cache of ``basis + residual (T, V, 3)`` played by a
-    Mesh Cache modifier (Integrate) from ``frame_start``. Returns the modifier."""
+def attach_exact_cache(obj, name: str, frames: np.ndarray, frame_start: int, folder: str):
+    """Play ``frames (T, V, 3)`` (exact vertex positions, object space) from ``frame_start`` through a
+    Mesh Cache modifier in *Overwrite* mode whose influence is 1 on the take's frames and 0 elsewhere
+    (constant keys on the object), so outside the take the mesh is whatever the keys make it.
+    Returns the modifier."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{obj.name}_{name}")
-    # One rest frame on each side: the modifier holds the cache's first/last frame outside it, and
-    # there the take is over, so it must add nothing.
-    frames = np.concatenate([basis[None], basis[None] + residual, basis[None]]).astype(np.float32)
-    write_pc2(Path(bpy.path.abspath(folder)) / f"{safe}.pc2", frames, frame_start - 1)
+    frames = np.asarray(frames, dtype=np.float32)
+    # The modifier holds the cache's first/last frame outside it; one held frame on each side keeps
+    # subframes just outside the take on the take's ends.
+    padded = np.concatenate([frames[:1], frames, frames[-1:]])
+    write_pc2(Path(bpy.path.abspath(folder)) / f"{safe}.pc2", padded, frame_start - 1)
     modifier = obj.modifiers.new(name, "MESH_CACHE")
     modifier.cache_format = "PC2"
     modifier.filepath = f"{folder}/{safe}.pc2"  # relative ("//...") in a saved file
-    modifier.deform_mode = "INTEGRATE"
+    modifier.deform_mode = "OVERWRITE"
     modifier.time_mode = "FRAME"
     modifier.play_mode = "SCENE"
     modifier.frame_start = float(frame_start - 1)
+    modifier.factor = 0.0
     # Shape keys evaluate first; the cache must come before any Armature modifier too.
     obj.modifiers.move(obj.modifiers.find(modifier.name), 0)
+    _key_influence(obj, modifier.name, frame_start, frame_start + len(frames) - 1)
     return modifier
+
+
+def _influence_path(modifier_name: str) -> str:
+    return f'modifiers["{modifier_name}"].factor'
+
+
+def _object_channelbag(obj, create: bool):
+    """The channelbag of ``obj``'s own action (created with its slot when ``create``), or None."""
+    anim = obj.animation_data
+    if anim is None or anim.action is None:
+        if not create:
+            return None
+        anim = anim or obj.animation_data_create()
+        anim.action = bpy.data.actions.new(f"{obj.name} FaceForge caches")
+    if anim.action_slot is None:
+        if not create:
+            return None
+        anim.action_slot = anim.action.slots.new(id_type="OBJECT", name=obj.name)
+    return ensure_channelbag(anim.action, anim.action_slot)
+
+
+def _key_influence(obj, modifier_name: str, first: int, last: int) -> None:
+    """Constant keys on the modifier's influence: 0 before ``first``, 1 from ``first`` to ``last``,
+    0 after."""
+    channelbag = _object_channelbag(obj, create=True)
+    path = _influence_path(modifier_name)
+    old = channelbag.fcurves.find(path)
+    if old is not None:
+        channelbag.fcurves.remove(old)
+    fcurve = channelbag.fcurves.new(path)
+    frames = np.array([first - 1, first, last + 1], dtype=np.float32)
+    _set_keyframes(fcurve, frames, np.array([0.0, 1.0, 0.0], dtype=np.float32), _CONSTANT)
 
 
 CACHE_FOLDER = "//faceforge_cache"

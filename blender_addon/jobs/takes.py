@@ -55,15 +55,16 @@ class _TakeJob(Job):
         values = arrays["values"]
         if len(values) < 2:
             raise FaceForgeInputError(f"{self.label}: the take has {len(values)} frame(s)")
-        # Editable (reduced Bezier) keys unless the take must be exact: a residual cache is computed
-        # against these very values, and dense keys were asked for.
+        # Editable (reduced Bezier) keys unless the take is exact (its cache plays the frames and the
+        # dense keys show the closest key mix when it is muted) or dense keys were asked for.
         dense = self.exact or getattr(self.settings, "dense_keys", False)
         tolerance = None if dense else animation.KEY_TOLERANCE
         strip = animation.write_take(self.obj, name, self.start, self.names, values, tolerance)
-        if self.exact:
-            animation.attach_residual_cache(
-                self.obj, name, self.basis, arrays["residual"], self.start, animation.cache_folder()
+        if self.exact:  # the frames exactly: key mix + residual
+            exact = (
+                self.basis[None] + np.tensordot(values.astype(np.float64), self.keys, 1) + arrays["residual"]
             )
+            animation.attach_exact_cache(self.obj, name, exact, self.start, animation.cache_folder())
         rms = arrays["rms_mm"]
         self.message = (
             f"{name}: {len(values)} frames from {self.start} on {self.obj.name}; shape keys reproduce the "

@@ -65,7 +65,7 @@ def test_interpolated_takes_and_exact_residual_cache(face):
     names = [t.name for t in face.data.shape_keys.animation_data.nla_tracks]
     assert names == ["FF rest", "FF high_smile 2 + mouth_open 1 @0.50", "FF high_smile 2"]
     cache = face.modifiers["FF high_smile 2"]
-    assert cache.type == "MESH_CACHE" and cache.deform_mode == "INTEGRATE"
+    assert cache.type == "MESH_CACHE" and cache.deform_mode == "OVERWRITE"
 
 
 def test_transfer_motion_from_an_animated_face(face):

@@ -67,6 +67,34 @@ def test_simulate_bakes_an_exact_take_and_rebake_replaces_it(face, faceforge):
     assert 0.0 < distance.mean() < 0.004
 
 
+def test_the_evaluated_mesh_is_the_backend_simulation_on_every_frame(face, faceforge):
+    """What Blender shows is what the physics computed: on every simulated frame the evaluated mesh
+    (shape keys + point cache, through the depsgraph) is the simulated skin, computed again here from
+    the very request the operator sends, within 0.01 mm; and its lips do not pass through each other
+    although the animation's own lips do."""
+    from faceforge.physics import PhysicalFace, PhysicsOptions
+    from faceforge.physics.contact import count_intersecting_pairs
+
+    _, params, arrays = faceforge.jobs.SimulateTake(bpy.context, obj=face).request()
+    animated = [_evaluated(face, frame).astype(np.float64) for frame in (1, 2, 3)]
+    assert bpy.ops.faceforge.simulate() == {"FINISHED"}
+    neutral, keys = arrays["neutral"].astype(np.float64), arrays["keys"].astype(np.float64)
+    physical = PhysicalFace(
+        neutral,
+        arrays["faces"],
+        params["resolution_mm"] * 1e-3,
+        PhysicsOptions(contact=params["contact"]),
+        jaw_open=keys[params["jaw_key"]],
+    )
+    expected = physical.simulate(neutral[None] + np.tensordot(arrays["values"].astype(np.float64), keys, 1))
+    lips = physical.material.lip_faces
+    assert count_intersecting_pairs(animated[-1], lips) > 0  # the animation pushes the lips through
+    for i, frame in enumerate((1, 2, 3)):
+        shown = _evaluated(face, frame).astype(np.float64)
+        assert np.abs(shown - expected.frames[i]).max() < 1e-5, f"frame {frame}"
+        assert count_intersecting_pairs(shown, lips) == 0, f"frame {frame}"
+
+
 def test_simulate_refuses_bad_input_and_changes_nothing(face):
     physics = bpy.context.scene.faceforge_physics
     physics.frame_start, physics.frame_end = 5, 2

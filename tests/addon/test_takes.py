@@ -1,4 +1,4 @@
-"""Takes in Blender: bulk F-curves on the channelbag API, NLA tracks, re-bake, residual caches."""
+"""Takes in Blender: bulk F-curves on the channelbag API, NLA tracks, re-bake, exact caches."""
 
 from __future__ import annotations
 
@@ -60,25 +60,40 @@ def test_rebaking_a_take_replaces_it(faceforge, rigged):
         faceforge.animation.write_take(obj, "FF bad", 1, names, values[:, :2])
 
 
-def test_the_residual_cache_round_trips_and_is_played_by_a_mesh_cache(faceforge, rigged, tmp_path):
-    obj, names, vertices, _ = rigged
-    residual = np.random.default_rng(2).normal(0.0, 1e-4, (12, 60, 3)).astype(np.float32)
-    cache = faceforge.animation.attach_residual_cache
-    modifier = cache(obj, "FF jaw 3", vertices, residual, 5, str(tmp_path))
+def test_an_exact_cache_shows_its_frames_over_the_take_keys_and_leaves_other_frames_to_them(
+    faceforge, rigged, tmp_path
+):
+    """The evaluated mesh is the cached frame exactly while the take's own keys move the mesh a lot
+    (Blender's Integrate mode would map the cache triangle by triangle onto the keyed mesh instead);
+    outside the take the keys drive the mesh; re-baking the take removes the cache and its keys."""
+    from bpy_extras import anim_utils
+
+    obj, names, vertices, keys = rigged
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0.2, 1.0, (12, len(names))).astype(np.float32)
+    faceforge.animation.write_take(obj, "FF jaw 3", 5, names, values)
+    deltas = keys - vertices[None]
+    exact = vertices + np.tensordot(values, deltas, 1) + rng.normal(0.0, 1e-3, (12, 60, 3))
+    modifier = faceforge.animation.attach_exact_cache(obj, "FF jaw 3", exact, 5, str(tmp_path))
     cached = faceforge.animation.read_pc2(modifier.filepath)
-    np.testing.assert_allclose(cached[1:-1], vertices[None] + residual)
-    np.testing.assert_array_equal(cached[[0, -1]], vertices[None].repeat(2, axis=0))  # rest on both sides
-    assert obj.modifiers[0] == modifier and modifier.deform_mode == "INTEGRATE"
-    # With all keys at 0 the evaluated mesh is the basis plus that frame's residual.
-    bpy.context.scene.frame_set(5 + 7)
-    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
-    got = faceforge.mesh.read_vertices(evaluated)
-    np.testing.assert_allclose(got, vertices + residual[7], atol=2e-5)
-    # Outside the cached frames the modifier adds nothing: the mesh is the basis again.
-    for frame in (1, 4, 5 + 12, 40):
-        bpy.context.scene.frame_set(frame)
-        evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
-        np.testing.assert_allclose(faceforge.mesh.read_vertices(evaluated), vertices, atol=1e-6)
+    np.testing.assert_array_equal(cached[1:-1], exact.astype(np.float32))
+    assert obj.modifiers[0] == modifier and modifier.deform_mode == "OVERWRITE"
+    for t in (0, 7, 11):
+        np.testing.assert_allclose(_evaluated(faceforge, obj, 5 + t), exact[t], atol=1e-6)
+    for frame in (1, 4, 5 + 12, 40):  # outside the take: the rest track holds the basis
+        np.testing.assert_allclose(_evaluated(faceforge, obj, frame), vertices, atol=1e-6)
+    other = np.full((5, len(names)), 0.3, np.float32)
+    faceforge.animation.write_take(obj, "FF smile 0", 20, names, other)  # plays through its keys
+    played = vertices + np.tensordot(other[2], deltas, 1)
+    np.testing.assert_allclose(_evaluated(faceforge, obj, 22), played, atol=1e-5)
+    faceforge.animation.write_take(obj, "FF jaw 3", 5, names, values)  # re-bake without a cache
+    assert "FF jaw 3" not in obj.modifiers
+    anim = obj.animation_data
+    channelbag = anim_utils.action_get_channelbag_for_slot(anim.action, anim.action_slot)
+    assert not [fc for fc in channelbag.fcurves if "FF jaw 3" in fc.data_path]
+    np.testing.assert_allclose(
+        _evaluated(faceforge, obj, 5 + 7), vertices + np.tensordot(values[7], deltas, 1), atol=1e-5
+    )
 
 
 def _evaluated(faceforge, obj, frame):
@@ -131,9 +146,9 @@ def test_a_cache_baked_in_an_unsaved_file_moves_beside_it_on_save_and_plays_afte
 ):
     obj, names, vertices, _ = rigged
     assert not bpy.data.filepath
-    residual = np.random.default_rng(3).normal(0.0, 1e-4, (8, 60, 3)).astype(np.float32)
+    exact = vertices + np.random.default_rng(3).normal(0.0, 1e-4, (8, 60, 3)).astype(np.float32)
     folder = faceforge.animation.cache_folder()
-    modifier = faceforge.animation.attach_residual_cache(obj, "FF jaw 3", vertices, residual, 5, folder)
+    modifier = faceforge.animation.attach_exact_cache(obj, "FF jaw 3", exact, 5, folder)
     temporary = modifier.filepath
     assert not temporary.startswith("//")
     blend = tmp_path / "project" / "scene.blend"
@@ -146,10 +161,10 @@ def test_a_cache_baked_in_an_unsaved_file_moves_beside_it_on_save_and_plays_afte
     os.remove(temporary)  # the temp folder is gone once Blender quits
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     reopened = bpy.data.objects["rigged"]
-    np.testing.assert_allclose(_evaluated(faceforge, reopened, 5 + 3), vertices + residual[3], atol=2e-5)
+    np.testing.assert_allclose(_evaluated(faceforge, reopened, 5 + 3), exact[3], atol=1e-6)
     # A take baked into the saved file goes straight beside it, with a relative path.
-    cache = faceforge.animation.attach_residual_cache(
-        reopened, "FF smile 0", vertices, residual, 1, faceforge.animation.cache_folder()
+    cache = faceforge.animation.attach_exact_cache(
+        reopened, "FF smile 0", exact, 1, faceforge.animation.cache_folder()
     )
     assert cache.filepath == "//faceforge_cache/rigged_FF_smile_0.pc2"
     assert (blend.parent / "faceforge_cache" / "rigged_FF_smile_0.pc2").is_file()
