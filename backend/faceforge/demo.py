@@ -4,7 +4,8 @@
 registers the add-on from the checkout's ``blender_addon/`` and, through its Python API (the same
 jobs its operators run, talking to a backend subprocess), creates one face per age group of the
 model (infant to elder) under several expressions. It saves ``DIR/faceforge_demo.blend`` and
-renders ``DIR/contact_sheet.png`` with Cycles on the CPU.
+renders ``DIR/contact_sheet.png`` with Cycles on the CPU; then it loads or trains the motion model
+and bakes a take on one face (``--no-take`` skips it), saving the file again.
 """
 
 from __future__ import annotations
@@ -77,27 +78,32 @@ def run_demo(
     small: bool = False,
     model: str | os.PathLike | None = None,
     motion_model: str | os.PathLike | None = None,
-    take_label: str = "high_smile",
+    take_label: str | None = "high_smile",
     samples: int = 16,
     resolution: tuple[int, int] = (1400, 1400),
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Make the demo scene, save it and render the contact sheet.
+    """Make the demo scene, save it and render the contact sheet; then bake a take.
+
+    The contact sheet is rendered as soon as the face model exists (the first picture); the motion
+    model, which takes longer to train than the face model, is loaded or trained only afterwards,
+    for the take, and the file is saved again with it.
 
     Args:
         out: output folder (created).
         small: use (and build if needed) the small model instead of the default one.
         model: a model file to use instead of the default (or small) one.
-        motion_model: a motion model file (default: the default or small one, built if missing);
-            the demo bakes one take of ``take_label`` on the adult neutral face.
-        take_label: the label of that take.
+        motion_model: a motion model file (default: the default or small one, built if missing).
+        take_label: the label of the take baked on the adult neutral face; None: no take (and no
+            motion model).
         samples: Cycles samples per pixel.
         resolution: the contact sheet's width and its largest height in pixels (it takes the
             grid's aspect ratio).
         log: receives one line per step, with the time since the start.
 
     Returns:
-        ``{"blend", "contact_sheet", "faces", "rows", "columns", "seconds": {...}}``.
+        ``{"blend", "contact_sheet", "faces", "rows", "columns", "take", "seconds": {...}}``;
+        ``seconds["first_picture"]`` is the time from the start to the written contact sheet.
     """
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -105,33 +111,87 @@ def run_demo(
     def step(message: str) -> None:
         log(f"[{time.perf_counter() - started:6.1f} s] {message}")
 
+    def lap(name: str, since: float) -> None:
+        seconds[name] = round(time.perf_counter() - since, 1)
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if model is None:
-        from faceforge.progress import TerminalProgress
-        from faceforge.store import ensure_model
-
-        step(f"loading or building the {'small ' if small else ''}default model")
-        bar = TerminalProgress("faceforge model", enabled=True)
-        try:
-            model = ensure_model("all", small, progress=bar)["path"]
-        finally:
-            bar.close()
-    if motion_model is None:
-        from faceforge.progress import TerminalProgress
-        from faceforge.store import ensure_motion_model
-
-        step(f"loading or building the {'small ' if small else ''}motion model (Motion3DGAN + S2D-Dec)")
-        bar = TerminalProgress("faceforge animate", enabled=True)
-        try:
-            motion_model = ensure_motion_model(small, progress=bar)["path"]
-        finally:
-            bar.close()
-    seconds["model"] = round(time.perf_counter() - started, 1)
-    model = str(Path(model).resolve())
-    motion_model = str(Path(motion_model).resolve())
+    model = _ensure("model", model, small, step)
+    lap("model", started)
 
     t0 = time.perf_counter()
+    bpy, jobs, session, names, z_ids = _start_blender(model, step)
+    lap("startup", t0)
+    t0 = time.perf_counter()
+    faces = _grid(bpy, jobs, names, z_ids, step)
+    lap("faces", t0)
+    t0 = time.perf_counter()
+    context = bpy.context
+    blend, sheet = out / "faceforge_demo.blend", out / "contact_sheet.png"
+    _stage(bpy, len(COLUMNS), len(names), _SPACING[0], _SPACING[1], samples, resolution)
+    bpy.context.preferences.filepaths.save_version = 0  # no faceforge_demo.blend1 backups
+    _save(bpy, blend, step)
+    size = f"{context.scene.render.resolution_x}x{context.scene.render.resolution_y}"
+    step(f"rendering the contact sheet with Cycles on the CPU ({size}, {samples} samples per pixel)")
+    context.scene.render.filepath = str(sheet)
+    bpy.ops.render.render(write_still=True)
+    lap("render", t0)
+    lap("first_picture", started)
+    step(f"wrote {sheet} (the first picture, {seconds['first_picture']:.0f} s after the start)")
+
+    take = None
+    if take_label:
+        t0 = time.perf_counter()
+        motion_model = _ensure("motion", motion_model, small, step)
+        lap("motion_model", t0)
+        t0 = time.perf_counter()
+        animated = next((f for f in faces if f.startswith("adult") and f.endswith("neutral")), faces[0])
+        take = _bake_take(bpy, jobs, bpy.data.objects[animated], motion_model, take_label, step)
+        _save(bpy, blend, step)
+        lap("take", t0)
+    session.stop()
+    lap("total", started)
+    return {
+        "blend": str(blend),
+        "contact_sheet": str(sheet),
+        "model": model,
+        "motion_model": motion_model if take_label else None,
+        "take": take,
+        "faces": faces,
+        "rows": names,
+        "columns": [label for label, _ in COLUMNS],
+        "seconds": seconds,
+    }
+
+
+# Grid spacing (m): columns along x, rows down z.
+_SPACING = (0.3, 0.4)
+
+
+def _ensure(kind: str, path: str | os.PathLike | None, small: bool, step: Callable[[str], None]) -> str:
+    """The absolute path of a face (``kind="model"``) or motion model: ``path``, or the default (or
+    small) one, loaded or built with a progress bar."""
+    if path is None:
+        from faceforge import store
+        from faceforge.progress import TerminalProgress
+
+        face = kind == "model"
+        what = "default face model" if face else "motion model (Motion3DGAN + S2D-Dec) for the take"
+        step(f"loading or building the {'small ' if small else ''}{what}")
+        progress = TerminalProgress("faceforge model" if face else "faceforge animate", enabled=True)
+        try:
+            if face:
+                path = store.ensure_model("all", small, progress=progress)["path"]
+            else:
+                path = store.ensure_motion_model(small, progress=progress)["path"]
+        finally:
+            progress.close()
+    return str(Path(path).resolve())
+
+
+def _start_blender(model: str, step: Callable[[str], None]) -> tuple:
+    """Blender (bpy) with the add-on registered, the backend started on ``model``:
+    ``(bpy, jobs, session, age-group names, their z_id codes)``."""
     step("starting Blender (bpy) and the FaceForge add-on")
     bpy = _import_bpy()
     addon = load_addon()
@@ -145,16 +205,17 @@ def run_demo(
     step("starting the backend and loading the model")
     jobs.run(jobs.LoadModel(context))
     groups = session.ensure_started(context).call("model.age_groups", timeout=60)
-    names, z_ids = groups["names"], groups["arrays"]["z_id"]
-    seconds["startup"] = round(time.perf_counter() - t0, 1)
+    return bpy, jobs, session, groups["names"], groups["arrays"]["z_id"]
 
-    t0 = time.perf_counter()
-    spacing_x, spacing_z = 0.3, 0.4
+
+def _grid(bpy, jobs, names: list[str], z_ids, step: Callable[[str], None]) -> list[str]:  # noqa: ANN001
+    """One face per age group (rows) and expression (:data:`COLUMNS`), with row and column labels."""
+    context = bpy.context
     faces = []
     for row, (group, z_id) in enumerate(zip(names, z_ids, strict=True)):
         step(f"generating {len(COLUMNS)} {group} faces with their expression shape keys")
         for column, (label, values) in enumerate(COLUMNS):
-            location = (column * spacing_x, 0.0, -row * spacing_z)
+            location = (column * _SPACING[0], 0.0, -row * _SPACING[1])
             face = jobs.run(jobs.GenerateFace(context, z_id=z_id, name=f"{group} {label}", location=location))
             if values is None:
                 jobs.run(jobs.RandomExpression(context, obj=face, seed=row))
@@ -162,55 +223,31 @@ def run_demo(
                 for key, value in values.items():
                     face.data.shape_keys.key_blocks[key].value = value
             faces.append(face.name)
-    _labels(bpy, names, spacing_x, spacing_z)
-    seconds["faces"] = round(time.perf_counter() - t0, 1)
+    _labels(bpy, names, *_SPACING)
+    return faces
 
-    t0 = time.perf_counter()
-    animated = next((f for f in faces if f.startswith("adult") and f.endswith("neutral")), faces[0])
-    step(f"baking a '{take_label}' take on {animated} (Motion3DGAN landmarks, S2D-Dec, shape keys)")
+
+def _bake_take(bpy, jobs, obj, motion_model: str, label: str, step: Callable[[str], None]) -> dict:  # noqa: ANN001
+    """Bake a ``label`` take on ``obj`` from frame 1 and set the scene's range to it."""
+    context = bpy.context
+    step(f"baking a '{label}' take on {obj.name} (Motion3DGAN landmarks, S2D-Dec, shape keys)")
     animate = context.scene.faceforge_animate
     animate.model_path = motion_model
-    animate.label, animate.seed, animate.start_frame = take_label, 0, 1
+    animate.label, animate.seed, animate.start_frame = label, 0, 1
     animate.seconds, animate.hold_seconds, animate.release, animate.release_seconds = 1.0, 0.5, True, 1.0
-    take_job = jobs.BakeTake(context, obj=bpy.data.objects[animated])
+    take_job = jobs.BakeTake(context, obj=obj)
     jobs.run(take_job)
     step(take_job.message)
-    tracks = bpy.data.objects[animated].data.shape_keys.animation_data.nla_tracks
+    tracks = obj.data.shape_keys.animation_data.nla_tracks
     strip = tracks[-1].strips[0]  # the newest take (the bottom track holds the rest pose)
     context.scene.frame_start, context.scene.frame_end = int(strip.frame_start), int(strip.frame_end)
     context.scene.frame_set(context.scene.frame_start)
-    seconds["take"] = round(time.perf_counter() - t0, 1)
+    return {"object": obj.name, "name": strip.name, "frames": [int(strip.frame_start), int(strip.frame_end)]}
 
-    t0 = time.perf_counter()
-    blend = out / "faceforge_demo.blend"
-    _stage(bpy, len(COLUMNS), len(names), spacing_x, spacing_z, samples, resolution)
-    bpy.context.preferences.filepaths.save_version = 0  # no faceforge_demo.blend1 backups
+
+def _save(bpy, blend: Path, step: Callable[[str], None]) -> None:  # noqa: ANN001
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False, compress=True)
     step(f"saved {blend}")
-    sheet = out / "contact_sheet.png"
-    size = f"{context.scene.render.resolution_x}x{context.scene.render.resolution_y}"
-    step(f"rendering the contact sheet with Cycles on the CPU ({size}, {samples} samples per pixel)")
-    context.scene.render.filepath = str(sheet)
-    bpy.ops.render.render(write_still=True)
-    seconds["render"] = round(time.perf_counter() - t0, 1)
-    session.stop()
-    seconds["total"] = round(time.perf_counter() - started, 1)
-    step(f"wrote {sheet}")
-    return {
-        "blend": str(blend),
-        "contact_sheet": str(sheet),
-        "model": model,
-        "motion_model": motion_model,
-        "take": {
-            "object": animated,
-            "name": strip.name,
-            "frames": [int(strip.frame_start), int(strip.frame_end)],
-        },
-        "faces": faces,
-        "rows": names,
-        "columns": [label for label, _ in COLUMNS],
-        "seconds": seconds,
-    }
 
 
 def _labels(bpy, rows: list[str], spacing_x: float, spacing_z: float) -> None:  # noqa: ANN001

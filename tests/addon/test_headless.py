@@ -6,6 +6,7 @@ Each runs in a fresh interpreter (as ``blender -b`` would), with the backend thi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -68,6 +69,25 @@ def test_demo_saves_a_blend_and_renders_a_contact_sheet(demo, fresh_python):
     # One baked, playable take on the adult neutral face, and the scene's range plays it.
     assert summary["take"] == ["FF rest", demo["take"]["name"]] == ["FF rest", "FF high_smile 0"]
     assert summary["frames"] == demo["take"]["frames"] and summary["frames"][1] > summary["frames"][0]
+
+
+def test_demo_without_a_take_renders_the_faces_and_never_touches_a_motion_model(small_model_path, tmp_path):
+    """The first picture needs the face model only: with --no-take (and an empty cache, where a motion
+    model would have to be trained) the demo renders the grid and trains nothing."""
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceforge", "demo", "--model", str(small_model_path), "--out",
+         str(tmp_path / "out"), "--no-take", "--samples", "1", "--json"],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        env={**os.environ, **BACKEND_ENV, "FACEFORGE_CACHE": str(cache)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    assert result["take"] is None and result["motion_model"] is None
+    assert Path(result["contact_sheet"]).stat().st_size > 50_000
+    assert result["seconds"]["first_picture"] <= result["seconds"]["total"]
+    assert "motion_model" not in result["seconds"]
+    assert not list(cache.rglob("motion*.pt"))
 
 
 def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path, fresh_python):

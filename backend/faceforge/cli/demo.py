@@ -15,11 +15,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     with _blender_output_to_stderr(args.json):
         result = run_demo(
-            args.out, small=args.small, model=args.model, motion_model=args.motion, samples=args.samples
+            args.out,
+            small=args.small,
+            model=args.model,
+            motion_model=args.motion,
+            take_label=None if args.no_take else args.take,
+            samples=args.samples,
         )
     times = ", ".join(f"{k} {v} s" for k, v in result["seconds"].items())
-    _print(result, args.json, [f"blend: {result['blend']}", f"contact sheet: {result['contact_sheet']}",
-                               f"{len(result['faces'])} faces; {times}"])  # fmt: skip
+    take = result["take"]
+    lines = [f"blend: {result['blend']}", f"contact sheet: {result['contact_sheet']}",
+             f"{len(result['faces'])} faces" + (f"; take {take['name']} on {take['object']}" if take else ""),
+             times]  # fmt: skip
+    _print(result, args.json, lines)
     return 0
 
 
@@ -32,6 +40,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--small", action="store_true", help="the small model (built in about a minute)")
     demo.add_argument("--model", help="a model file instead of the default (or small) one")
     demo.add_argument("--motion", help="a motion model file instead of the default (or small) one")
+    demo.add_argument("--take", default="high_smile", help="label of the take baked after the first picture")
+    demo.add_argument("--no-take", action="store_true", help="no take (and no motion model): faces only")
     demo.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
     demo.add_argument("--json", action="store_true", help="print a machine-readable summary")
     demo.set_defaults(func=_cmd_demo)
