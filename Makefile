@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main demo: Blender (bpy) + the add-on make a grid of faces from the default model (built on
-# first use), save out/demo/faceforge_demo.blend and render out/demo/contact_sheet.png.
+# first use), save out/demo/faceforge_demo.blend and render out/demo/contact_sheet.png (replacing
+# those of an earlier run).
 demo: setup
-	$(BIN)/faceforge demo --out $(DEMO_OUT)
+	$(BIN)/faceforge demo --out $(DEMO_OUT) --force
 
 test: setup
 	$(BIN)/ruff check backend blender_addon tests build_addon.py

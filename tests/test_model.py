@@ -210,8 +210,25 @@ def test_model_file_round_trip_and_damage(small_model, small_model_path, tmp_pat
     assert len(info["topology_hash"]) == 16 and info["landmark_sets"] == {"ibug68": 68, "babyfm23": 23}
     broken = tmp_path / "broken.pt"
     broken.write_bytes(small_model_path.read_bytes()[:1000])
-    with pytest.raises(FaceForgeError, match="not a readable"):
+    with pytest.raises(FaceForgeError, match="not a FaceForge model file"):
         load_model(broken)
+    # 64 bytes inverted a third of the way in: the archive's checksum catches it
+    data = bytearray(small_model_path.read_bytes())
+    third = len(data) // 3
+    data[third : third + 64] = bytes(255 - b for b in data[third : third + 64])
+    broken.write_bytes(bytes(data))
+    with pytest.raises(FaceForgeError, match="is damaged"):
+        load_model(broken)
+    # a tensor changed and the archive rewritten with fresh checksums: the tensor checksum catches it
+    payload = torch.load(small_model_path, weights_only=True)
+    payload["state"]["core"] = payload["state"]["core"] * 1.001
+    torch.save(payload, broken)
+    with pytest.raises(FaceForgeError, match="tensor 'state/core' does not match its stored checksum"):
+        load_model(broken)
+    broken.write_bytes(b"")
+    with pytest.raises(FaceForgeError, match=r"is empty \(0 bytes\)") as empty:
+        load_model(broken)
+    assert "weights_only" not in str(empty.value)
     with pytest.raises(FaceForgeError, match="no model file"):
         load_model(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"

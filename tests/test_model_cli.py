@@ -54,7 +54,7 @@ def test_model_errors_are_one_line(tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a model")
     result = run("model", "info", str(broken))
-    assert result.returncode == 1 and "not a readable FaceForge model file" in result.stderr
+    assert result.returncode == 1 and "not a FaceForge model file" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -69,3 +69,40 @@ def test_a_stale_cached_model_is_rebuilt_not_reused(small_model_path, small_data
     assert _cached_model_report(tmp_path / "missing.pt", config, small_dataset, "hash") is None
     # A readable model built with other settings, or from other data, is not reused either.
     assert _cached_model_report(small_model_path, config, small_dataset, "hash") is None
+
+
+def test_fit_refuses_absurd_sizes_names_the_units_and_never_overwrites(small_model_path, tmp_path):
+    from faceforge.data.meshio import read_mesh, write_obj
+
+    model = ["--model", str(small_model_path)]
+    faces_dir = tmp_path / "faces"
+    assert run("model", "sample", *model, "--n", "1", "--out", str(faces_dir)).returncode == 0
+    again = run("model", "sample", *model, "--n", "1", "--seed", "3", "--out", str(faces_dir))
+    assert (
+        again.returncode == 1 and "already holds face_000.obj" in again.stderr and "--force" in again.stderr
+    )
+    before = (faces_dir / "face_000.obj").read_bytes()
+    assert (faces_dir / "face_000.obj").read_bytes() == before  # refused: nothing replaced
+    forced = run("model", "sample", *model, "--n", "1", "--seed", "3", "--out", str(faces_dir), "--force")
+    assert forced.returncode == 0 and (faces_dir / "face_000.obj").read_bytes() != before
+    assert not list(tmp_path.glob(".*partial*"))  # no staging folder left behind
+    vertices, faces = read_mesh(faces_dir / "face_000.obj")
+    for name, scale in (("huge", 1e30), ("cm", 100.0)):
+        write_obj(tmp_path / f"{name}.obj", vertices * scale, faces)
+    huge = run("model", "fit", str(tmp_path / "huge.obj"), *model, "--no-flows", "--json")
+    assert huge.returncode == 1 and "not a plausible head" in huge.stderr and huge.stdout == ""
+    assert not (tmp_path / "huge_fit.obj").exists()
+    wrong_units = run("model", "fit", str(tmp_path / "cm.obj"), *model, "--no-flows")
+    assert wrong_units.returncode == 1 and "'cm'" in wrong_units.stderr
+    fitted = run("model", "fit", str(tmp_path / "cm.obj"), *model, "--no-flows", "--units", "cm", "--json")
+    assert fitted.returncode == 0, fitted.stderr
+    assert json.loads(fitted.stdout)["error_mm"] < 1.0  # the fit is in mm whatever the scan's units
+    scan = tmp_path / "cm.obj"
+    original = scan.read_bytes()
+    over_input = run("model", "fit", str(scan), *model, "--no-flows", "--units", "cm", "--out", str(scan))
+    assert (
+        over_input.returncode == 1 and "over the input" in over_input.stderr and scan.read_bytes() == original
+    )
+    exists = run("model", "fit", str(scan), *model, "--no-flows", "--units", "cm")
+    assert exists.returncode == 1 and "exists: pass --force" in exists.stderr
+    assert run("model", "fit", str(scan), *model, "--no-flows", "--units", "cm", "--force").returncode == 0

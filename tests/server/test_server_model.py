@@ -56,6 +56,16 @@ def test_load_sample_decode_and_fit(backend, small_model, small_model_path):
     assert steps and steps[-1][0] == steps[-1][1]
     wrong = error_of(backend, "model.fit_scan", arrays={"scan": np.zeros((10, 3), np.float32)})
     assert wrong.code == ErrorCode.INVALID_PARAMS and wrong.data["reason"] == "topology"
+    huge = error_of(backend, "model.fit_scan", arrays={"scan": (scan * 1e30).astype(np.float32)})
+    assert huge.code == ErrorCode.FACEFORGE_ERROR and "not a plausible head" in str(huge)
+    centimetres = error_of(backend, "model.fit_scan", arrays={"scan": scan * 100})
+    assert "'cm'" in str(centimetres)
+    # bad parameters are the caller's error, never an internal one
+    assert error_of(backend, "model.sample", {"seed": 2**70}).code == ErrorCode.INVALID_PARAMS
+    empty = error_of(
+        backend, "model.decode", arrays={"w_id": np.zeros((0, small_model.rank_identity), np.float32)}
+    )
+    assert empty.code == ErrorCode.INVALID_PARAMS and "empty" in str(empty)
 
 
 def test_face_rig_matches_the_python_api(backend, small_model, small_model_path):

@@ -127,6 +127,30 @@ def test_each_failure_reaches_the_wire_with_its_code_and_bugs_are_internal_error
         assert "Traceback" in error["data"]["traceback"] and "raise _make()" in error["data"]["traceback"]
 
 
+def test_a_non_finite_result_is_an_error_never_a_success():
+    """Whatever a method computes, NaN or infinity never leaves the backend as a result."""
+    module = types.ModuleType("faceforge_test_nan_methods")
+    results = {
+        "nan.array": lambda: {"vertices": np.array([[0.0, np.nan, 1.0]])},
+        "nan.scalar": lambda: {"error_mm": float("inf")},
+        "nan.nested": lambda: {"summary": {"v2v": [1.0, float("nan")]}},
+        "nan.none": lambda: {"vertices": np.zeros((2, 3)), "error_mm": 0.5},
+    }
+    for name, make in results.items():
+
+        def answer(ctx, _make=make) -> dict:
+            return _make()
+
+        answer.__module__ = module.__name__
+        setattr(module, name.replace(".", "_"), method(name)(answer))
+    requests = [{"v": 1, "id": k, "method": name} for k, name in enumerate(results)]
+    replies = {r["id"]: r for r in _converse(requests, Registry.from_modules([module, core]))}
+    for k, place in enumerate(("result.vertices", "result.error_mm", "result.summary.v2v[1]")):
+        error = replies[k]["error"]
+        assert error["code"] == ErrorCode.DATA_ERROR and place in error["message"], error
+    assert "result" in replies[3]
+
+
 def test_internal_errors_carry_the_traceback():
     try:
         1 / 0  # noqa: B018
@@ -256,6 +280,7 @@ def test_valid_arrays_round_trip(session):
             "non_finite",
             "target",
         ),
+        ({"source": np.zeros((0, 3), np.float32), "target": np.zeros((0, 3), np.float32)}, "shape", "source"),
         ({"source": np.zeros((4, 3), np.float32)}, "required", "target"),
         (
             {"source": np.zeros((4, 3)), "target": np.zeros((4, 3), np.float32), "extra": np.zeros(1)},

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceforge.artifact_file import load_artifact, save_artifact
 from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 
@@ -29,7 +30,7 @@ __all__ = [
     "load_motion_model",
 ]
 
-MOTION_FORMAT_VERSION = 1
+MOTION_FORMAT_VERSION = 2  # 2: tensor checksums (faceforge.artifact_file)
 
 
 @dataclass
@@ -174,14 +175,7 @@ class MotionModel:
             "gan": self.gan.to_payload(),
             "s2d": self.s2d.to_payload(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return save_artifact(payload, path)
 
 
 def load_motion_model(path: str | os.PathLike) -> MotionModel:
@@ -193,20 +187,9 @@ def load_motion_model(path: str | os.PathLike) -> MotionModel:
     from faceforge.animate.dense import S2DModel
     from faceforge.animate.gan import Motion3DGAN
 
-    path = Path(path)
-    if not path.is_file():
-        raise FaceForgeError(f"no motion model file at {path}: build one with `faceforge animate build`")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for damaged files
-        raise FaceForgeError(f"{path} is not a readable FaceForge motion model: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != "faceforge-motion-model":
-        raise FaceForgeError(f"{path} is not a FaceForge motion model file")
-    if payload.get("format_version") != MOTION_FORMAT_VERSION:
-        raise FaceForgeError(
-            f"{path} has motion model format {payload.get('format_version')}, this FaceForge reads "
-            f"{MOTION_FORMAT_VERSION}: rebuild it with `faceforge animate build`"
-        )
+    payload = load_artifact(
+        path, "faceforge-motion-model", MOTION_FORMAT_VERSION, "motion model file", "faceforge animate build"
+    )
     return MotionModel(
         gan=Motion3DGAN.from_payload(payload["gan"]),
         s2d=S2DModel.from_payload(payload["s2d"]),

@@ -21,7 +21,12 @@ _DEVICE_HELP = "where the physics solves run (auto: a CUDA GPU when torch sees o
 
 def _print(payload: dict, as_json: bool, lines: Sequence[str]) -> None:
     if as_json:
-        print(json.dumps(payload, indent=2))
+        try:  # strict JSON: a NaN or infinity is an error, never the invalid token `NaN`
+            text = json.dumps(payload, indent=2, allow_nan=False)
+        except ValueError as error:
+            message = f"the result holds a non-finite number and cannot be reported: {error}"
+            raise FaceForgeError(message) from error
+        print(text)
     else:
         print("\n".join(lines))
 

@@ -65,20 +65,21 @@ def _cmd_model_sample(args: argparse.Namespace) -> int:
     import torch
 
     from faceforge.data.meshio import write_obj
+    from faceforge.outputs import staged_outputs
 
     model, path = _model_from_args(args)
     drawn = model.sample(args.n, seed=args.seed, radius=args.radius, use_flows=not args.no_flows)
     with torch.no_grad():
         log_prob = model.log_prob(drawn["w_id"], drawn["w_ex"]).cpu().numpy()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     faces = model.faces.cpu().numpy()
-    files = []
-    for k, vertices in enumerate(drawn["vertices"].cpu().numpy()):
-        files.append(str(out / f"face_{k:03d}.obj"))
-        write_obj(files[-1], vertices, faces)
+    names = [f"face_{k:03d}.obj" for k in range(len(drawn["vertices"]))]
+    files = [str(out / name) for name in names]
     codes = {key: drawn[key].cpu().numpy().tolist() for key in ("w_id", "w_ex", "z_id", "z_ex")}
-    np.savez(out / "codes.npz", log_prob=log_prob, **{k: np.asarray(v) for k, v in codes.items()})
+    with staged_outputs(out, [*names, "codes.npz"], force=args.force) as staging:
+        for name, vertices in zip(names, drawn["vertices"].cpu().numpy(), strict=True):
+            write_obj(staging / name, vertices, faces)
+        np.savez(staging / "codes.npz", log_prob=log_prob, **{k: np.asarray(v) for k, v in codes.items()})
     payload = {
         "model": str(path),
         "files": files,
@@ -95,7 +96,8 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
     import torch
 
     from faceforge.data.meshio import read_mesh, write_obj
-    from faceforge.model.fitting import fit_scan
+    from faceforge.model.fitting import UNIT_SCALES, fit_scan
+    from faceforge.outputs import check_output
     from faceforge.progress import TerminalProgress
 
     model, path = _model_from_args(args)
@@ -103,8 +105,10 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
     def as_tensor(values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(values, dtype=torch.float32, device=model.device)[None]
 
+    out = Path(args.out) if args.out else Path(args.scan).with_name(Path(args.scan).stem + "_fit.obj")
+    check_output(out, inputs=[args.scan], force=args.force)  # before any work
     vertices, _ = read_mesh(args.scan)
-    scale = {"m": 1.0, "cm": 0.01, "mm": 0.001}[args.units]
+    scale = UNIT_SCALES[args.units]
     weights = None
     if args.weights:
         weights = np.loadtxt(args.weights, dtype=np.float64).reshape(-1)
@@ -116,7 +120,6 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
         )  # fmt: skip
     finally:
         bar.close()
-    out = Path(args.out) if args.out else Path(args.scan).with_name(Path(args.scan).stem + "_fit.obj")
     write_obj(out, result.vertices / scale, model.faces.cpu().numpy())
     payload = {
         "model": str(path),
@@ -177,6 +180,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     model_sample.add_argument("--no-flows", action="store_true", help="sample the bilinear Gaussian prior")
     model_sample.add_argument("--out", required=True, help="output directory")
+    model_sample.add_argument("--force", action="store_true", help="replace files of an earlier run")
     model_sample.add_argument("--json", action="store_true")
     model_sample.set_defaults(func=_cmd_model_sample)
 
@@ -184,11 +188,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     model_fit.add_argument("scan", help="mesh with the model's vertices in order")
     model_fit.add_argument("--model", help="model file (default: the cached all-ages model)")
     model_fit.add_argument("--small", action="store_true", help="use the cached small model")
-    model_fit.add_argument("--units", choices=("m", "cm", "mm"), default="m", help="units of the scan")
+    model_fit.add_argument("--units", choices=("m", "cm", "mm", "in"), default="m", help="units of the scan")
     model_fit.add_argument("--weights", help="text file of per-vertex weights (0 masks a vertex out)")
     model_fit.add_argument("--prior-weight", type=float, default=0.01, help="gamma2 in [0, 1) (Eq. 22)")
     model_fit.add_argument("--no-flows", action="store_true", help="stop at the bilinear fit")
     model_fit.add_argument("--out", help="fitted mesh (default: <scan>_fit.obj)")
+    model_fit.add_argument("--force", action="store_true", help="replace an existing output file")
     model_fit.add_argument("--json", action="store_true")
     model_fit.add_argument("--quiet", action="store_true")
     model_fit.set_defaults(func=_cmd_model_fit)

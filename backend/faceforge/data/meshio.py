@@ -81,7 +81,7 @@ def write_obj(path: PathLike, vertices: np.ndarray, faces: np.ndarray | Sequence
 
     Raises:
         ValueError: the arrays have the wrong shape.
-        DataError: the file cannot be written.
+        DataError: the file cannot be written, or a vertex is not finite (nothing is written).
     """
     vertices, polygons, digits = _check_write_input(vertices, faces)
     fmt = f"%.{digits}g"
@@ -110,7 +110,7 @@ def write_ply(
 
     Raises:
         ValueError: the arrays have the wrong shape.
-        DataError: the file cannot be written.
+        DataError: the file cannot be written, or a vertex is not finite (nothing is written).
     """
     vertices, polygons, digits = _check_write_input(vertices, faces)
     if any(len(polygon) > 255 for polygon in polygons):
@@ -160,6 +160,9 @@ def _check_write_input(
         raise ValueError(f"vertices must have shape (V, 3), got {array.shape}")
     digits = 9 if array.dtype == np.float32 else 17
     array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array).all(axis=1)).sum())
+        raise DataError(f"refusing to write a mesh with {bad} non-finite (NaN or infinite) vertices")
     if isinstance(faces, np.ndarray):
         if faces.ndim != 2 or (len(faces) and faces.shape[1] < 3):
             raise ValueError(f"faces must have shape (F, K) with K >= 3, got {faces.shape}")
@@ -175,12 +178,17 @@ def _check_write_input(
 
 
 def _write(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename: never a half-written mesh."""
     path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
     except OSError as error:
         raise DataError(f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- reading helpers -------------------------------------------------------------------------------

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge.artifact_file import load_artifact, save_artifact
 from faceforge.errors import FaceForgeError
 from faceforge.model.flows import RealNVP
 
 __all__ = ["MODEL_FORMAT_VERSION", "FaceModel", "load_model", "topology_hash"]
 
-MODEL_FORMAT_VERSION = 3
+MODEL_FORMAT_VERSION = 4  # 4: tensor checksums (faceforge.artifact_file)
 
 
 def topology_hash(faces: np.ndarray, n_vertices: int) -> str:
@@ -257,14 +258,7 @@ class FaceModel(nn.Module):
             "rank_identity": self.rank_identity,
             "rank_expression": self.rank_expression,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return save_artifact(payload, path)
 
 
 def project_to_radius(z: torch.Tensor, radius: float) -> torch.Tensor:
@@ -282,22 +276,13 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Load a model file written by :meth:`FaceModel.save`.
 
     Raises:
-        FaceForgeError: missing, corrupt, foreign or newer-format file, with the path.
+        FaceForgeError: missing, empty, damaged (zip CRC or a tensor checksum), foreign or
+            other-format file, with the path (:func:`faceforge.artifact_file.load_artifact`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FaceForgeError(f"no model file at {path}: build one with `faceforge model build`")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for damaged zips and pickles
-        raise FaceForgeError(f"{path} is not a readable FaceForge model file: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != "faceforge-model":
-        raise FaceForgeError(f"{path} is not a FaceForge model file")
-    if payload.get("format_version") != MODEL_FORMAT_VERSION:
-        raise FaceForgeError(
-            f"{path} has model format {payload.get('format_version')}, this FaceForge reads "
-            f"{MODEL_FORMAT_VERSION}: rebuild it with `faceforge model build`"
-        )
+    payload = load_artifact(
+        path, "faceforge-model", MODEL_FORMAT_VERSION, "model file", "faceforge model build", map_location
+    )
     try:
         state = payload["state"]
         flows = {}

@@ -89,6 +89,40 @@ def _checked_scan(
     return scan, w
 
 
+#: Scale factors to metres of the units a scan may come in, for the size check's advice.
+UNIT_SCALES = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
+
+#: A scan's size (RMS distance of its vertices from their centroid) may differ from the model's mean
+#: face by at most this factor either way: heads from infants to adults span well under 2x.
+SIZE_TOLERANCE = 3.0
+
+
+def check_head_size(scan: np.ndarray, weights: np.ndarray, reference: np.ndarray) -> None:
+    """Refuse a scan ``(V, 3)`` whose size is implausible for a head in metres next to the model's
+    mean face ``reference (V, 3)`` (only vertices with weight > 0 count), naming the units that fit.
+
+    Raises:
+        FaceForgeError: with the size ratio and the ``--units`` that would make it a head.
+    """
+    used = weights > 0
+
+    def size(points: np.ndarray) -> float:
+        return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+    ratio = size(scan[used]) / max(size(reference[used]), 1e-12)
+    if 1.0 / SIZE_TOLERANCE <= ratio <= SIZE_TOLERANCE:
+        return
+    if not np.isfinite(ratio) or ratio == 0.0:
+        raise FaceForgeError("the scan has no extent (all its usable vertices coincide) or overflows")
+    unit = min(UNIT_SCALES, key=lambda u: abs(np.log(ratio * UNIT_SCALES[u])))
+    fits = 1.0 / SIZE_TOLERANCE <= ratio * UNIT_SCALES[unit] <= SIZE_TOLERANCE
+    advice = f": if it is in {unit}, give units {unit!r}" if fits and unit != "m" else ""
+    raise FaceForgeError(
+        f"the scan is {ratio:.3g} times the size of the model's face in metres, not a plausible head"
+        f"{advice} (FaceForge works in metres)"
+    )
+
+
 def _model_frame_offsets(
     model: FaceModel, clean: np.ndarray, rotation: np.ndarray, translation: np.ndarray
 ) -> torch.Tensor:
@@ -200,9 +234,11 @@ def fit_scan(
         A :class:`FitResult`.
 
     Raises:
-        FaceForgeError: wrong shape, no usable vertex, bad weights; Cancelled when cancelled.
+        FaceForgeError: wrong shape, no usable vertex, bad weights, a size no head has in metres
+            (:func:`check_head_size`); Cancelled when cancelled.
     """
     scan, w = _checked_scan(model.n_vertices, scan, weights, prior_weight)
+    check_head_size(scan, w, model.mean.reshape(-1, 3).cpu().numpy().astype(np.float64))
     rho = prior_weight / (1.0 - prior_weight)
     clean = np.where((w > 0)[:, None], scan, 0.0)
     weight_t = torch.as_tensor(w, dtype=torch.float32, device=model.device)

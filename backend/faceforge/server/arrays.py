@@ -154,6 +154,13 @@ def _check_shape(name: str, array: np.ndarray, spec: ArraySpec, sizes: dict[str,
                     name,
                     shape=list(array.shape),
                 )
+    if not wrong and 0 in array.shape:  # every method needs at least one row, vertex, frame...
+        raise array_error(
+            "shape",
+            f"array {name!r} is empty (shape {tuple(array.shape)}): it needs at least one entry per axis",
+            name,
+            shape=list(array.shape),
+        )
     if wrong:
         raise array_error(
             "shape",

@@ -65,6 +65,7 @@ from faceforge.server.arrays import DEFAULT_MAX_ARRAY_BYTES, ArraySpec, SessionD
 from faceforge.server.protocol import ErrorCode, RpcError
 
 __all__ = [
+    "MAX_SEED",
     "REQUIRED",
     "ArraySpec",
     "Context",
@@ -74,6 +75,9 @@ __all__ = [
     "ServiceControl",
     "method",
 ]
+
+#: The largest seed a method takes: torch and numpy generators both accept every seed up to here.
+MAX_SEED = 2**63 - 1
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _SPEC_ATTRIBUTE = "__faceforge_method__"

@@ -18,6 +18,7 @@ corrupting the protocol. The session directory is removed on exit, also on SIGTE
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import queue
@@ -98,6 +99,29 @@ def error_from_exception(error: BaseException) -> RpcError:
             "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
         },
     )
+
+
+def _non_finite(value: Any, place: str) -> str | None:
+    """The place of the first NaN or infinity in a result (arrays, floats, dicts, lists), or None."""
+    if isinstance(value, np.ndarray):
+        return place if value.dtype.kind in "fc" and not np.isfinite(value).all() else None
+    if isinstance(value, (float, np.floating)):
+        return None if math.isfinite(value) else place
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _non_finite(v, f"{place}.{k}"))), None)
+    if isinstance(value, (list, tuple)):
+        return next((p for i, v in enumerate(value) if (p := _non_finite(v, f"{place}[{i}]"))), None)
+    return None
+
+
+def _require_finite(result: Any, method: str) -> None:
+    """Every result that leaves the backend is finite, or the call fails (``DATA_ERROR``)."""
+    place = _non_finite(result, "result")
+    if place is not None:
+        raise DataError(
+            f"{method} produced a non-finite value (NaN or infinity) in {place}: the input is outside "
+            "what it handles (check its scale, units and values)"
+        )
 
 
 @dataclass
@@ -324,6 +348,7 @@ class Service:
                 arrays = read_arrays(self.session, job.arrays, job.spec.arrays, self.max_array_bytes)
             loaded = time.perf_counter()
             result = job.spec.function(context, **job.kwargs, **arrays)
+            _require_finite(result, name)
             computed = time.perf_counter()
             result = self._store_arrays(request_id, result)
             stored = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.server.protocol import ErrorCode, RpcError
-from faceforge.server.registry import ArraySpec, Context, Param, method
+from faceforge.server.registry import MAX_SEED, ArraySpec, Context, Param, method
 
 __all__ = ["build", "take", "transfer"]
 
@@ -68,12 +68,12 @@ def _bake(ctx: Context, dense: np.ndarray, keys: np.ndarray, exact: bool) -> dic
     params={
         **_COMMON,
         "label": Param(str, doc="expression label (one of the model's 12 CoMA labels)"),
-        "seed": Param(int, default=0, minimum=0, doc="seed of the generated motion"),
+        "seed": Param(int, default=0, minimum=0, maximum=MAX_SEED, doc="seed of the generated motion"),
         "onset_frames": Param(int, default=30, minimum=2, maximum=100_000, doc="neutral -> apex frames"),
         "hold_frames": Param(int, default=0, minimum=0, maximum=100_000, doc="apex hold frames"),
         "release_frames": Param(int, default=0, minimum=0, maximum=100_000, doc="apex -> neutral frames"),
         "other_label": Param(str, default=None, doc="second motion of a geodesic blend"),
-        "other_seed": Param(int, default=0, minimum=0, doc="its seed"),
+        "other_seed": Param(int, default=0, minimum=0, maximum=MAX_SEED, doc="its seed"),
         "blend": Param(float, default=0.0, minimum=0.0, maximum=1.0, doc="position on the geodesic"),
     },
     arrays=_FACE,

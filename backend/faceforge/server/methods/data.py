@@ -14,7 +14,7 @@ import numpy as np
 from faceforge.errors import DataError
 from faceforge.progress import report
 from faceforge.server.protocol import ErrorCode, RpcError
-from faceforge.server.registry import ArraySpec, Context, Param, method
+from faceforge.server.registry import MAX_SEED, ArraySpec, Context, Param, method
 
 __all__ = ["build", "info", "load", "rigid_align"]
 
@@ -42,7 +42,7 @@ def _folder(value: str | None, small: bool, name: str) -> Path:
     params={
         "out": Param(str, default=None, doc=_FOLDER_DOC),
         "small": Param(bool, default=False, doc="seconds-scale build (12 identities) for tests and demos"),
-        "seed": Param(int, default=0, minimum=0, doc="seed of every random choice"),
+        "seed": Param(int, default=0, minimum=0, maximum=MAX_SEED, doc="seed of every random choice"),
         "force": Param(bool, default=False, doc="rebuild even if an identical build exists"),
     },
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from faceforge.server.protocol import ErrorCode, RpcError
-from faceforge.server.registry import ArraySpec, Context, Param, method
+from faceforge.server.registry import MAX_SEED, ArraySpec, Context, Param, method
 
 __all__ = [
     "age_groups",
@@ -90,7 +90,7 @@ def info(ctx: Context) -> dict:
     "model.sample",
     params={
         "n": Param(int, default=1, minimum=1, maximum=10_000, doc="number of faces"),
-        "seed": Param(int, default=0, minimum=0, doc="random seed"),
+        "seed": Param(int, default=0, minimum=0, maximum=MAX_SEED, doc="random seed"),
         "radius": Param(float, default=None, minimum=1e-6, maximum=0.999999, doc="Eq. 24 confidence level"),
         "use_flows": Param(
             bool, default=True, doc="sample through the flows (BabyFlow) or the Gaussian prior"
@@ -233,7 +233,9 @@ _Z_ID = ArraySpec(("float32", "float64"), ("N", None), required=False, doc="late
 @method(
     "model.face",
     params={
-        "seed": Param(int, default=0, minimum=0, doc="seed of the identity draw (without z_id)"),
+        "seed": Param(
+            int, default=0, minimum=0, maximum=MAX_SEED, doc="seed of the identity draw (without z_id)"
+        ),
         "radius": Param(float, default=None, minimum=1e-6, maximum=0.999999, doc="Eq. 24 confidence level"),
     },
     arrays={
@@ -294,7 +296,7 @@ def _one_identity(model, z_id: np.ndarray):  # noqa: ANN001, ANN202
 @method(
     "model.expression_weights",
     params={
-        "seed": Param(int, default=0, minimum=0, doc="seed of the expression draw"),
+        "seed": Param(int, default=0, minimum=0, maximum=MAX_SEED, doc="seed of the expression draw"),
         "radius": Param(float, default=None, minimum=1e-6, maximum=0.999999, doc="Eq. 24 confidence level"),
     },
     arrays={"z_id": ArraySpec(("float32", "float64"), (1, None), doc="latent identity code (1, r_id)")},
