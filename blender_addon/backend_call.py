@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from .backend_client import BackendClient
 
 
+#: Seconds without any message about a call before the backend is pinged (a busy backend answers a
+#: ping at once: it is handled beside the running job); one that does not answer is stopped.
+WATCH_SECONDS = 15.0
+PING_SECONDS = 5.0
+
+# Calls the watchdog never pings for (they are the pings and controls themselves).
+_CONTROL = ("ping", "version", "cancel", "shutdown")
+
+
 class PendingCall:
     """A request in flight: its progress, its outcome, and a way to cancel it.
 
@@ -91,19 +100,26 @@ class PendingCall:
         Raises:
             BackendCancelled: the job was cancelled.
             BackendCallError: the backend answered with an error.
-            BackendUnavailable: the backend stopped before answering.
+            BackendUnavailable: the backend stopped before answering, or stopped answering (after
+                :data:`WATCH_SECONDS` of silence it is pinged; one that does not answer within
+                :data:`PING_SECONDS` is killed and restarts on the next call).
             BackendTimeout: no answer within ``timeout`` (the job is asked to cancel).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._outcome is None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = WATCH_SECONDS if remaining is None else min(remaining, WATCH_SECONDS)
             try:
-                kind, payload = self._events.get(timeout=remaining)
+                kind, payload = self._events.get(timeout=wait)
             except queue.Empty:
-                self._client._abandon(self)
-                raise BackendTimeout(
-                    f"the backend did not answer {self.method} within {timeout:g} s"
-                ) from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._client._abandon(self)
+                    raise BackendTimeout(
+                        f"the backend did not answer {self.method} within {timeout:g} s"
+                    ) from None
+                if self.method not in _CONTROL:  # silence: is the backend still alive?
+                    self._client._watchdog(self)
+                continue
             if kind == "final":
                 self._outcome = payload
             elif progress is not None:

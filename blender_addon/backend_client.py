@@ -450,6 +450,32 @@ class BackendClient:
             pending._settle(("error", self._dead_error(process, method)))
         return pending
 
+    def _watchdog(self, pending: PendingCall) -> None:
+        """Ping the backend while ``pending`` is silent; a backend that does not answer is killed
+        (a restart follows on the next call) and the call fails with a clear error."""
+        from .backend_call import PING_SECONDS
+
+        process = self._process
+        if process is None or pending.done():
+            return
+        try:
+            self._send(process, "ping", {}).result(timeout=PING_SECONDS)
+            return
+        except BackendTimeout:
+            pass
+        except BackendUnavailable:
+            return  # it died: the reader thread settles every call with the exit
+        self._last_failure = f"it stopped answering (no reply to a ping within {PING_SECONDS:g} s)"
+        pending._settle((
+            "error",
+            BackendUnavailable(
+                f"The FaceForge backend stopped answering while running {pending.method} (no reply to "
+                f"a ping within {PING_SECONDS:g} s): it was stopped and starts again on the next call."
+            ),
+        ))  # fmt: skip
+        self._stop_process(process, polite=False, timeout=1.0)
+        self.handshake = None
+
     def _abandon(self, pending: PendingCall) -> None:
         """Forget a call that timed out; a job is asked to cancel."""
         with self._lock:

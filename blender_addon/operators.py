@@ -9,11 +9,14 @@ unchanged.
 
 from __future__ import annotations
 
+import time
+
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy.types import Operator
 
 from . import jobs, session
+from .backend_call import WATCH_SECONDS
 from .backend_client import BackendCancelled, BackendError
 from .properties import AGE_GROUP_ITEMS
 
@@ -94,14 +97,25 @@ class _JobOperator:
             raise BackendError(text)
         if self._calls is None:
             self._calls = jobs.calls(self._job)
+        now = time.monotonic()
         if self._pending is None:
             method, params, arrays = self._calls[0]
             self._pending = backend.submit(method, params, arrays=arrays)
+            self._submitted = self._heard = now
         for update in self._pending.poll():
+            self._heard = now
             total = max(int(update.get("total", 0)), 1)
             self._show(context, min(int(update.get("done", 0)) / total, 1.0), str(update.get("message", "")))
         if not self._pending.done():
-            return {"RUNNING_MODAL"}
+            deadline = self._job.deadline
+            if deadline is not None and now - self._submitted > deadline:
+                self._pending.cancel()
+                raise BackendError(f"{self._job.label}: the backend did not finish within {deadline:g} s")
+            if now - self._heard > WATCH_SECONDS:  # silent: ping it; a hung backend fails the call
+                self._heard = now
+                backend._watchdog(self._pending)
+            if not self._pending.done():
+                return {"RUNNING_MODAL"}
         method = self._calls.pop(0)[0]
         try:
             result = self._pending.result(timeout=0)

@@ -57,6 +57,9 @@ class Job:
 
     label = "FaceForge"
     needs_model = True
+    #: Seconds the backend call may take before it is abandoned (and cancelled). Generous: a hung
+    #: backend is caught sooner by the client's watchdog (a ping after 15 s of silence).
+    deadline: float | None = 900.0
 
     def __init__(self, context) -> None:
         self.context = context
@@ -118,6 +121,7 @@ def record_load(context, method: str, result: dict) -> None:
 
 def run(job: Job, progress=None, timeout: float | None = None):
     """Run a job synchronously (headless, Python API): backend calls, then apply; returns apply's result.
+    Each call may take ``timeout`` seconds (default: the job's :attr:`Job.deadline`).
 
     Raises:
         FaceForgeInputError, BackendError: nothing in the scene was changed.
@@ -125,7 +129,8 @@ def run(job: Job, progress=None, timeout: float | None = None):
     backend = session.ensure_started(job.context)
     result = None
     for method, params, arrays in calls(job):
-        result = backend.call(method, params, arrays=arrays, timeout=timeout, progress=progress)
+        limit = job.deadline if timeout is None else timeout
+        result = backend.call(method, params, arrays=arrays, timeout=limit, progress=progress)
         record_load(job.context, method, result)
     _recheck(job)
     return job.apply(result)

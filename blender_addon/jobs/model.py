@@ -11,6 +11,7 @@ class _BuildJob(Job):
 
     method = ""
     needs_model = False
+    deadline = 6 * 3600.0  # a default model from scratch: tens of minutes on a laptop
 
     def __init__(self, context, small: bool = False, force: bool = False) -> None:
         super().__init__(context)

@@ -17,6 +17,7 @@ class SimulateTake(_TakeJob):
     simulated skin as a take: shape-key F-curves plus an exact per-frame point cache."""
 
     label = "Simulate"
+    deadline = 6 * 3600.0  # long takes at fine lattices: seconds per frame, thousands of frames
 
     def __init__(self, context, obj=None, frame_start=None, frame_end=None) -> None:
         Job.__init__(self, context)

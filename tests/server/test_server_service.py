@@ -180,6 +180,24 @@ def test_a_backend_killed_mid_request_is_reported_then_restarted(bc, fresh_backe
 
 
 @posix_only
+def test_a_hung_backend_fails_the_call_within_the_watchdog_and_restarts(bc, fresh_backend, monkeypatch):
+    """A backend that stops answering (SIGSTOP) must not hang a call without a time limit: after a
+    silence the client pings it, kills it when the ping goes unanswered, and starts a new one."""
+    calls = sys.modules[bc.PendingCall.__module__]
+    monkeypatch.setattr(calls, "WATCH_SECONDS", 1.0)
+    monkeypatch.setattr(calls, "PING_SECONDS", 1.0)
+    client = fresh_backend()
+    first_pid = client.pid
+    os.kill(first_pid, signal.SIGSTOP)
+    started = time.monotonic()
+    with pytest.raises(bc.BackendUnavailable, match="stopped answering while running model.info"):
+        client.call("model.info")  # no timeout: only the watchdog can end this wait
+    assert time.monotonic() - started < 20
+    wait_until(lambda: not client.running)
+    assert client.call("ping", timeout=30)["pong"] and client.pid != first_pid
+
+
+@posix_only
 def test_restarts_are_rate_limited_and_a_live_backend_is_not_started_twice(bc, fresh_backend):
     client = fresh_backend(max_restarts=1, restart_window=600)
     with pytest.raises(bc.BackendError, match="already running"):

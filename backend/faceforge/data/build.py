@@ -112,6 +112,8 @@ def read_manifest(directory: str | os.PathLike) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise DataError(f"cannot read {path}: {error}") from error
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path} is not a FaceForge dataset manifest (a JSON object)")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"{path} has format version {manifest.get('format_version')}, this FaceForge reads "
