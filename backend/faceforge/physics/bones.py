@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.spatial import cKDTree
 
 from faceforge.errors import FaceForgeError
 from faceforge.physics.lattice import Lattice
@@ -66,6 +67,10 @@ def embed_bones(
     bone_pts = vertices[bone_src] - depth[bone_src, None] * normals[bone_src]
     is_jaw = lower[bone_src] & (vertices[bone_src, 2] < contact_z)
     W_bone, ok_bone = lattice.embed(bone_pts, np.where(is_jaw, 2, 1))
+    # a bone point nearer to some skin than half its own depth went through a fold of the face (beside
+    # the mouth corners, under the nose): no bone lies there
+    near_skin, _ = cKDTree(vertices[skin_vertices]).query(bone_pts)
+    ok_bone &= near_skin >= 0.5 * depth[bone_src]
     # the nodes that carry the mouth (lips and lining): no bone may hold them
     mouth = skin_vertices[(lips | regions["cavity"])[skin_vertices]]
     W_mouth, _ = lattice.embed(vertices[mouth], np.where(lower[mouth], 2, 1))
