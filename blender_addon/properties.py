@@ -84,6 +84,17 @@ class FaceForgeSceneSettings(PropertyGroup):
         default=0,
         min=0,
     )
+    existing_keys: EnumProperty(
+        name="Existing Keys",
+        description=(
+            "Apply to Selected: what happens to a shape key of the mesh's own that has an expression's name"
+        ),
+        items=(
+            ("KEEP", "Keep", "Keep the mesh's own key and skip that expression"),
+            ("REPLACE", "Replace", "Overwrite the mesh's own key with the fitted expression"),
+        ),
+        default="KEEP",
+    )
     exact_expression: BoolProperty(
         name="Exact Key",
         description=(

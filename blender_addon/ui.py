@@ -109,7 +109,9 @@ class VIEW3D_PT_faceforge_edit(_FaceForgePanel, Panel):
         row.prop(settings, "target_age", text="")
         row.prop(settings, "transfer_intensity")
         box.operator("faceforge.transfer_preview", icon="COMMUNITY")
-        layout.operator("faceforge.apply_to_selected", icon="MOD_MESHDEFORM")
+        row = layout.row(align=True)
+        row.operator("faceforge.apply_to_selected", icon="MOD_MESHDEFORM")
+        row.prop(settings, "existing_keys", text="")
 
 
 class VIEW3D_PT_faceforge_animate(_FaceForgePanel, Panel):

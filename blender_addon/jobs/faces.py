@@ -175,12 +175,23 @@ class ApplyToSelected(Job):
 
     label = "Apply to Selected"
 
-    def __init__(self, context, obj=None) -> None:
+    def __init__(self, context, obj=None, existing=None) -> None:
         super().__init__(context)
         self.obj = _model_mesh(obj or context.active_object, self.label)
+        #: What happens to a shape key of the user's own with an expression's name: KEEP it (and
+        #: skip that expression) or REPLACE it.
+        self.existing = existing or context.scene.faceforge.existing_keys
 
     def request(self):
         return "model.rig_scan", {}, {"scan": meshes.read_vertices(self.obj.data)}
+
+    def _own_keys(self, names: list[str]) -> list[str]:
+        """Keys of ``names`` the mesh already has and FaceForge did not write (the user's own)."""
+        shape_keys = self.obj.data.shape_keys
+        if shape_keys is None:
+            return []
+        ours = set(self.obj.faceforge.key_names) if self.obj.faceforge.is_face else set()
+        return [n for n in names if n in shape_keys.key_blocks and n not in ours]
 
     def apply(self, result):
         arrays, names = result["arrays"], result["names"]
@@ -189,9 +200,15 @@ class ApplyToSelected(Job):
         if self.obj.data.shape_keys is not None:
             basis = meshes.read_key(self.obj.data.shape_keys.reference_key)
         keys = basis[None] + (arrays["keys"] - arrays["neutral"][None])
-        meshes.write_rig(self.obj, basis, names, keys)
+        own = self._own_keys(names) if self.existing == "KEEP" else []
+        written = [k for k, n in enumerate(names) if n not in own]
+        names = [names[k] for k in written]
+        meshes.write_rig(self.obj, basis, names, keys[written])
         _mark(self.obj, "scan", arrays["z_id"][0], names)
         self.message = f"{self.obj.name}: {len(names)} expression keys, fitted to {result['error_mm']:.2f} mm"
+        if own:
+            shown = ", ".join(own[:4]) + (f" and {len(own) - 4} more" if len(own) > 4 else "")
+            self.message += f"; kept your own {shown} (Existing Keys: Replace overwrites them)"
         return self.obj
 
 

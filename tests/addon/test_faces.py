@@ -195,6 +195,29 @@ def test_cross_age_preview_is_replaced_on_each_run(scene):
     assert [o.name for o in previews] == ["Adult face as infant"]
 
 
+def test_apply_to_selected_keeps_the_users_own_shape_keys_unless_told_to_replace(scene, small_model):
+    from faceforge_addon import mesh
+
+    neutral, _ = expected_rig(small_model, 6)
+    scan = mesh.new_mesh_object(bpy.context, "scan", neutral, small_model.faces.numpy())
+    scan.shape_key_add(name="Basis", from_mix=False)
+    own = scan.shape_key_add(name="jawOpen", from_mix=False)  # the user's own sculpted jawOpen
+    sculpt = neutral.astype(np.float32) + np.float32(0.01)
+    own.data.foreach_set("co", sculpt.ravel())
+    bpy.context.view_layer.objects.active = scan
+    assert bpy.context.scene.faceforge.existing_keys == "KEEP"
+    assert bpy.ops.faceforge.apply_to_selected() == {"FINISHED"}
+    keys = keys_of(scan)
+    np.testing.assert_array_equal(keys["jawOpen"], sculpt)  # kept
+    assert "jawOpen" not in scan.faceforge.key_names and "mouthSmileLeft" in scan.faceforge.key_names
+    assert bpy.ops.faceforge.apply_to_selected() == {"FINISHED"}  # again: still the user's key
+    np.testing.assert_array_equal(keys_of(scan)["jawOpen"], sculpt)
+    bpy.context.scene.faceforge.existing_keys = "REPLACE"
+    assert bpy.ops.faceforge.apply_to_selected() == {"FINISHED"}
+    assert not np.allclose(keys_of(scan)["jawOpen"], sculpt) and "jawOpen" in scan.faceforge.key_names
+    bpy.context.scene.faceforge.existing_keys = "KEEP"
+
+
 def test_apply_to_selected_rigs_a_mesh_in_the_model_topology(scene, small_model):
     from faceforge_addon import mesh
 
