@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from faceforge.errors import FaceForgeError
+from faceforge.outputs import check_output
 
 __all__ = ["ADDON_PACKAGE", "COLUMNS", "addon_dir", "load_addon", "run_demo"]
 
@@ -82,6 +83,7 @@ def run_demo(
     samples: int = 16,
     resolution: tuple[int, int] = (1400, 1400),
     log: Callable[[str], None] = print,
+    force: bool = False,
 ) -> dict:
     """Make the demo scene, save it and render the contact sheet; then bake a take.
 
@@ -100,6 +102,7 @@ def run_demo(
         resolution: the contact sheet's width and its largest height in pixels (it takes the
             grid's aspect ratio).
         log: receives one line per step, with the time since the start.
+        force: replace the ``.blend`` and contact sheet of an earlier run (else refused before any work).
 
     Returns:
         ``{"blend", "contact_sheet", "faces", "rows", "columns", "take", "seconds": {...}}``;
@@ -115,6 +118,9 @@ def run_demo(
         seconds[name] = round(time.perf_counter() - since, 1)
 
     out = Path(out)
+    blend, sheet = out / "faceforge_demo.blend", out / "contact_sheet.png"
+    for path in (blend, sheet):
+        check_output(path, force=force)
     out.mkdir(parents=True, exist_ok=True)
     model = _ensure("model", model, small, step)
     lap("model", started)
@@ -127,7 +133,6 @@ def run_demo(
     lap("faces", t0)
     t0 = time.perf_counter()
     context = bpy.context
-    blend, sheet = out / "faceforge_demo.blend", out / "contact_sheet.png"
     _stage(bpy, len(COLUMNS), len(names), _SPACING[0], _SPACING[1], samples, resolution)
     bpy.context.preferences.filepaths.save_version = 0  # no faceforge_demo.blend1 backups
     _save(bpy, blend, step)

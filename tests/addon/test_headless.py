@@ -88,6 +88,11 @@ def test_demo_without_a_take_renders_the_faces_and_never_touches_a_motion_model(
     assert result["seconds"]["first_picture"] <= result["seconds"]["total"]
     assert "motion_model" not in result["seconds"]
     assert not list(cache.rglob("motion*.pt"))
+    again = subprocess.run(
+        [sys.executable, "-m", "faceforge", "demo", "--model", str(small_model_path), "--out",
+         str(tmp_path / "out"), "--no-take"], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert again.returncode == 1 and "exists: pass --force" in again.stderr  # refused before any work
 
 
 def test_extension_zip_installs_enables_and_runs_a_batch_script(demo, tmp_path, fresh_python):

@@ -21,6 +21,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             motion_model=args.motion,
             take_label=None if args.no_take else args.take,
             samples=args.samples,
+            force=args.force,
         )
     times = ", ".join(f"{k} {v} s" for k, v in result["seconds"].items())
     take = result["take"]
@@ -43,5 +44,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--take", default="high_smile", help="label of the take baked after the first picture")
     demo.add_argument("--no-take", action="store_true", help="no take (and no motion model): faces only")
     demo.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
+    demo.add_argument("--force", action="store_true", help="replace the .blend and sheet of an earlier run")
     demo.add_argument("--json", action="store_true", help="print a machine-readable summary")
     demo.set_defaults(func=_cmd_demo)
