@@ -38,6 +38,8 @@ def test_simulate_a_generated_face_with_contact(small_model_path, tmp_path):
     assert sorted(p.name for p in out.glob("frame_*.obj")) == ["frame_0000.obj", "frame_0001.obj"]
     # the material space was kept on disk for the next run on this face
     assert len(list((tmp_path / "cache" / "physics").glob("material-*.npz"))) == 1
+    again = run("simulate", "--model", str(small_model_path), "--frames", "2", "--out", str(out))
+    assert again.returncode == 1 and "already holds frame_0000.obj" in again.stderr  # before simulating
 
 
 def test_simulate_reports_bad_input_in_one_line(small_model_path, tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from faceforge.errors import FaceForgeError
 
-__all__ = ["check_output", "staged_outputs"]
+__all__ = ["check_folder", "check_output", "staged_outputs"]
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -48,6 +48,24 @@ def check_output(
     return path
 
 
+def check_folder(folder: str | os.PathLike, names: Iterable[str], force: bool = False) -> Path:
+    """``folder`` if the files ``names`` may be written into it (call it before long work).
+
+    Raises:
+        FaceForgeError: ``folder`` is a file, or holds some of ``names`` and ``force`` is off.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FaceForgeError(f"{folder} is a file, not a folder: choose another --out")
+    existing = [n for n in names if (folder / n).exists()]
+    if existing and not force:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise FaceForgeError(
+            f"{folder} already holds {shown}: pass --force to replace, or choose another --out"
+        )
+    return folder
+
+
 @contextlib.contextmanager
 def staged_outputs(folder: str | os.PathLike, names: Iterable[str], force: bool = False) -> Iterator[Path]:
     """Stage the files ``names`` of ``folder``: yields a hidden folder beside it to write them in;
@@ -59,14 +77,7 @@ def staged_outputs(folder: str | os.PathLike, names: Iterable[str], force: bool 
     """
     folder = Path(folder)
     names = list(names)
-    if folder.exists() and not folder.is_dir():
-        raise FaceForgeError(f"{folder} is a file, not a folder: choose another --out")
-    existing = [n for n in names if (folder / n).exists()]
-    if existing and not force:
-        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise FaceForgeError(
-            f"{folder} already holds {shown}: pass --force to replace, or choose another --out"
-        )
+    check_folder(folder, names, force)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

@@ -38,6 +38,7 @@ def _cmd_animate_generate(args: argparse.Namespace) -> int:
 
     from faceforge.animate.bundle import load_motion_model
     from faceforge.data.meshio import write_obj
+    from faceforge.outputs import staged_outputs
 
     motion_path = Path(args.motion) if args.motion else default_motion_path(args.small)
     motion_model = load_motion_model(motion_path)
@@ -51,11 +52,12 @@ def _cmd_animate_generate(args: argparse.Namespace) -> int:
     motion = motion_model.landmark_motion(args.label, args.seed)
     dense = motion_model.take(neutral, motion, args.frames, args.hold, args.release)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     faces = face_model.faces.cpu().numpy()
-    for t, displacement in enumerate(dense):
-        write_obj(out / f"frame_{t:04d}.obj", neutral + displacement, faces)
-    np.save(out / "landmark_motion.npy", motion)
+    names = [f"frame_{t:04d}.obj" for t in range(len(dense))]
+    with staged_outputs(out, [*names, "landmark_motion.npy"], force=args.force) as staging:
+        for name, displacement in zip(names, dense, strict=True):
+            write_obj(staging / name, neutral + displacement, faces)
+        np.save(staging / "landmark_motion.npy", motion)
     _print({"out": str(out), "frames": len(dense)}, args.json, [f"{len(dense)} frames in {out}"])
     return 0
 
@@ -101,6 +103,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     animate_generate.add_argument("--model", help="face model file")
     animate_generate.add_argument("--small", action="store_true", help="the small models")
     animate_generate.add_argument("--out", required=True, help="output folder")
+    animate_generate.add_argument("--force", action="store_true", help="replace the files of an earlier run")
     animate_generate.add_argument("--json", action="store_true")
     animate_generate.set_defaults(func=_cmd_animate_generate)
 

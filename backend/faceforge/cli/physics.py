@@ -24,11 +24,25 @@ def _parse_weights(text: str) -> dict[str, float]:
     return out
 
 
+def _save_simulation(path: Path, result, targets) -> None:  # noqa: ANN001 - SimulationResult, array
+    import numpy as np
+
+    np.savez_compressed(
+        path,
+        frames=result.frames.astype(np.float32),
+        targets=targets.astype(np.float32),
+        jaw=result.jaw,
+        v2v_mm=result.v2v_mm,
+        **result.quality,
+    )
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from faceforge.data.meshio import write_obj
     from faceforge.model import rig
+    from faceforge.outputs import check_folder, staged_outputs
     from faceforge.physics import PhysicalFace, PhysicsOptions
     from faceforge.physics.solver import resolve_device
     from faceforge.progress import TerminalProgress
@@ -45,6 +59,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise FaceForgeError(f"unknown expression key(s) {unknown}; the face has {', '.join(names)}")
     if args.frames < 1:
         raise FaceForgeError("--frames must be at least 1")
+    outputs = [f"frame_{t:04d}.obj" for t in range(args.frames)] + ["simulation.npz"]
+    check_folder(args.out, outputs, args.force)  # before the simulation, not after
     apex = neutral + sum(w * (expressions[names.index(k)] - neutral) for k, w in weights.items())
     ramp = np.linspace(0.0, 1.0, args.frames + 1)[1:, None, None]
     targets = neutral[None] + ramp * (apex - neutral)[None]
@@ -69,17 +85,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for t, frame in enumerate(result.frames):
-        write_obj(out / f"frame_{t:04d}.obj", frame, faces)
-    np.savez_compressed(
-        out / "simulation.npz",
-        frames=result.frames.astype(np.float32),
-        targets=targets.astype(np.float32),
-        jaw=result.jaw,
-        v2v_mm=result.v2v_mm,
-        **result.quality,
-    )
+    with staged_outputs(out, outputs, force=args.force) as staging:
+        for name, frame in zip(outputs, result.frames, strict=False):
+            write_obj(staging / name, frame, faces)
+        _save_simulation(staging / "simulation.npz", result, targets)
     jaw = result.jaw[-1]
     payload = {
         "out": str(out),
@@ -126,6 +135,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--model", help="face model file")
     simulate.add_argument("--small", action="store_true", help="the small face model")
     simulate.add_argument("--out", required=True, help="output folder (OBJ frames, simulation.npz)")
+    simulate.add_argument("--force", action="store_true", help="replace the files of an earlier run")
     simulate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=_DEVICE_HELP)
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(func=_cmd_simulate)
