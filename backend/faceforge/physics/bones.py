@@ -5,9 +5,11 @@ The bones are not in the data, so they are built from it: each outer skin vertex
 its normal by its soft-tissue depth (:func:`faceforge.physics.tissue.tissue_depth`). Bone points under
 jaw-side skin below the mouth belong to the jaw; the rest to the skull. Eyelids, nose, lips and the mouth
 lining get no bone point: there is eyeball, cartilage or teeth behind them, not skull. Nor may a bone
-hold a node of an element that carries the lips or the mouth lining: offset inward from the cheeks, bone
-points beside the mouth corners land in the mouth, and a lining vertex on bone-held nodes cannot follow
-its target (the corner folds into a spike when the lips stretch).
+hold a node of an element that carries the lips or the mouth lining, or a point nearer to some skin
+than half its own depth: offset inward from the cheeks, bone points beside the mouth corners land in
+the mouth or pass through the fold beside it, and skin on bone-held nodes cannot follow its target
+(the corner folds into a spike when the lips stretch). Where a lattice is too coarse for any point of
+a bone to pass these rules, that bone keeps its points.
 """
 
 from __future__ import annotations
@@ -68,16 +70,22 @@ def embed_bones(
     is_jaw = lower[bone_src] & (vertices[bone_src, 2] < contact_z)
     W_bone, ok_bone = lattice.embed(bone_pts, np.where(is_jaw, 2, 1))
     # a bone point nearer to some skin than half its own depth went through a fold of the face (beside
-    # the mouth corners, under the nose): no bone lies there
+    # the mouth corners): no bone lies there
     near_skin, _ = cKDTree(vertices[skin_vertices]).query(bone_pts)
-    ok_bone &= near_skin >= 0.5 * depth[bone_src]
+    clear_of_folds = near_skin >= 0.5 * depth[bone_src]
     # the nodes that carry the mouth (lips and lining): no bone may hold them
     mouth = skin_vertices[(lips | regions["cavity"])[skin_vertices]]
     W_mouth, _ = lattice.embed(vertices[mouth], np.where(lower[mouth], 2, 1))
     mouth_nodes = np.zeros(W_bone.shape[1], dtype=bool)
     mouth_nodes[W_mouth.indices] = True
     on_mouth = np.asarray(W_bone.astype(bool).astype(np.int64) @ mouth_nodes.astype(np.int64)).ravel() > 0
-    ok_bone &= ~on_mouth
+    strict = ok_bone & clear_of_folds & ~on_mouth
+    # A lattice too coarse to keep any point of a bone clear of the mouth (every jaw cell of a small
+    # face at 6.8 mm touches the lower lip) keeps that bone's points: a bone is needed more.
+    for bone in (is_jaw, ~is_jaw):
+        if not (strict & bone).any():
+            strict |= ok_bone & bone
+    ok_bone = strict
     skull_all = np.unique(W_bone[np.flatnonzero(ok_bone & ~is_jaw)].indices)
     jaw_all = np.unique(W_bone[np.flatnonzero(ok_bone & is_jaw)].indices)
     # Nodes claimed by both bones (skull and jaw points in one cell: where the bones meet) are given to
