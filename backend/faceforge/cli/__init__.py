@@ -2,8 +2,8 @@
 
 ``data`` (:mod:`.data`), ``serve`` (:mod:`.serve`), ``animate`` and ``eval animate`` (:mod:`.animate`),
 ``simulate`` (:mod:`.physics`), ``demo`` (:mod:`.demo`), ``bench`` (:mod:`.bench`), ``model`` and
-``eval model`` (:mod:`.model`). Cache locations and builds live in :mod:`faceforge.store`; nothing
-in the library imports this package.
+``eval model`` (:mod:`.model`), ``register`` (:mod:`.topology`). Cache locations and builds live in
+:mod:`faceforge.store`; nothing in the library imports this package.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from faceforge.cli import animate, bench, data, demo, model, physics, serve
+from faceforge.cli import animate, bench, data, demo, model, physics, serve, topology
 from faceforge.errors import FaceForgeError
 from faceforge.store import default_cache_dir
 
@@ -22,7 +22,7 @@ __all__ = ["main", "default_cache_dir"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceforge", description="FaceForge compute backend")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (data, serve, animate, physics, demo, bench, model):
+    for group in (data, serve, animate, physics, demo, bench, model, topology):
         group.add_commands(commands)
     evaluate = commands.add_parser("eval", help="evaluate models").add_subparsers(
         dest="eval_command", required=True

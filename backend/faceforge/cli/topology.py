@@ -1,0 +1,90 @@
+"""``faceforge register CHARACTER --out DIR``: landmarks and the template registered on a character."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from faceforge.cli._common import _model_from_args, _print
+
+__all__ = ["add_commands"]
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from faceforge.data.meshio import read_mesh, write_obj
+    from faceforge.outputs import check_folder, staged_outputs
+    from faceforge.progress import TerminalProgress
+    from faceforge.topology import register_character
+
+    names = ["registered_template.obj", "landmarks.json", "report.json"]
+    out = Path(args.out)
+    check_folder(out, names, args.force)  # before any work
+    vertices, faces = read_mesh(args.character)
+    landmarks = None
+    if args.landmarks:
+        landmarks = np.asarray(json.loads(Path(args.landmarks).read_text())["positions"], dtype=np.float64)
+    model, path = _model_from_args(args)
+    bar = TerminalProgress("faceforge register", enabled=not (args.quiet or args.json))
+    try:
+        result = register_character(model, vertices, faces, landmarks=landmarks, progress=bar)
+    finally:
+        bar.close()
+    report = {
+        "model": str(path),
+        "character": str(args.character),
+        "n_vertices": int(len(vertices)),
+        "similarity": result.similarity.to_json(),
+        "timings_s": result.timings,
+        **result.figures,
+    }
+    with staged_outputs(out, names, force=args.force) as staging:
+        write_obj(
+            staging / "registered_template.obj",
+            result.similarity.inverse(result.registered),
+            model.faces.cpu().numpy(),
+        )
+        (staging / "landmarks.json").write_text(
+            json.dumps(
+                {
+                    "names": list(model.metadata["landmark_names"]["ibug68"]),
+                    "positions": result.landmarks.tolist(),
+                }
+            )
+        )
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+    lines = [f"{phase}: {seconds:.1f} s" for phase, seconds in result.timings.items()]
+    lines += [
+        f"registration: {result.figures['registration_mean_mm']:.2f} mm mean, "
+        f"{result.figures['registration_p95_mm']:.2f} mm p95 "
+        f"({result.figures['matched_fraction']:.0%} of the skin matched)",
+        f"face region: {result.figures['character_face_vertices']} character vertices; written to {out}",
+    ]
+    _print({**report, "out": str(out)}, args.json, lines)
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``register`` to ``faceforge``'s subcommands."""
+    register = commands.add_parser(
+        "register",
+        help="propose landmarks on a character mesh (OBJ or PLY, any topology, units, orientation) and "
+        "register FaceForge's head onto it",
+    )
+    register.add_argument("character", help="the character mesh (OBJ or PLY)")
+    register.add_argument(
+        "--out", required=True, help="folder for registered_template.obj, landmarks.json, report.json"
+    )
+    register.add_argument(
+        "--landmarks", help="edited landmarks.json (as written by an earlier run) to register from"
+    )
+    register.add_argument(
+        "--model", help="face model file (default: the default model of `faceforge model build`)"
+    )
+    register.add_argument("--small", action="store_true", help="use the small default model")
+    register.add_argument("--force", action="store_true", help="replace an earlier run's files")
+    register.add_argument("--json", action="store_true", help="print the report as JSON")
+    register.add_argument("--quiet", action="store_true", help="no progress bar")
+    register.set_defaults(func=_cmd_register)

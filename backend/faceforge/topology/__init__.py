@@ -1,0 +1,16 @@
+"""The correspondence layer: FaceForge's template and its registration onto any mesh.
+
+:class:`Template` (the head, its regions, landmarks and masks), :class:`Surface` (closest points,
+barycentric maps), :func:`register_character` (alignment, identity fit, non-rigid ICP) and the
+:class:`Correspondence` it returns. Retargeting, scan fitting of any topology and capture use it.
+"""
+
+from faceforge.topology.align import Similarity, umeyama
+from faceforge.topology.correspondence import Correspondence, register_character, source_expressions
+from faceforge.topology.surface import BarycentricMap, Surface
+from faceforge.topology.template import Template
+
+__all__ = [
+    "BarycentricMap", "Correspondence", "Similarity", "Surface", "Template",
+    "register_character", "source_expressions", "umeyama",
+]  # fmt: skip
