@@ -6,11 +6,11 @@ barycentric maps), :func:`register_character` (alignment, identity fit, non-rigi
 """
 
 from faceforge.topology.align import Similarity, umeyama
-from faceforge.topology.correspondence import Correspondence, register_character, source_expressions
+from faceforge.topology.correspondence import Correspondence, register_character
 from faceforge.topology.surface import BarycentricMap, Surface
 from faceforge.topology.template import Template
 
 __all__ = [
     "BarycentricMap", "Correspondence", "Similarity", "Surface", "Template",
-    "register_character", "source_expressions", "umeyama",
+    "register_character", "umeyama",
 ]  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceforge.data.geometry import apply_rigid, connected_components, triangle_areas
+from faceforge.data.geometry import connected_components, triangle_areas
 from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 from faceforge.topology.align import Similarity, coarse_alignment, umeyama
@@ -26,7 +26,6 @@ from faceforge.topology.template import Template
 __all__ = [
     "Correspondence",
     "register_character",
-    "source_expressions",
     "check_character",
     "MIN_FACE_VERTICES",
 ]
@@ -95,7 +94,7 @@ def check_character(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
     return v, f
 
 
-def _fit_identity(model, template: Template, targets: np.ndarray, weights: np.ndarray):  # noqa: ANN001, ANN202
+def _fit_identity(model, targets: np.ndarray, weights: np.ndarray):  # noqa: ANN001, ANN202
     from faceforge.model.fitting import fit_scan
 
     scan = np.where((weights > 0)[:, None], targets, np.nan)
@@ -158,7 +157,7 @@ def register_character(
     start = template.vertices
     for _ in range(IDENTITY_ROUNDS):
         hit = local.closest(start)
-        fit = _fit_identity(model, template, local.points(hit), weights * (hit.distances < 0.01))
+        fit = _fit_identity(model, local.points(hit), weights * (hit.distances < 0.01))
         start = fit.vertices.astype(np.float64)
     if not edited:
         # Proposed on the fitted head, whose features already sit near the character's.
@@ -181,7 +180,7 @@ def register_character(
 
     clock = time.perf_counter()
     report(progress, 3, total, "identity of the registered head")
-    refit = _fit_identity(model, template, registered, template.skin.astype(np.float64))
+    refit = _fit_identity(model, registered, template.skin.astype(np.float64))
     # Floating parts (the tongue) follow the refit identity rigidly placed on the registration.
     rest = ~template.skin
     registered[rest] = refit.vertices[rest]
@@ -235,20 +234,3 @@ def register_character(
         timings=timings,
         figures=figures,
     )
-
-
-def source_expressions(
-    model,  # noqa: ANN001 - FaceModel
-    correspondence: Correspondence,
-    names: list[str],
-) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted identity's neutral ``(V_t, 3)`` and expressions ``(K, V_t, 3)`` in the template
-    frame, placed on the registered template (the source of the transfer)."""
-    import torch
-
-    with torch.no_grad():
-        codes = torch.stack([model.neutral_expression] + [model.expression_code(n) for n in names])
-        meshes = model.decode(torch.as_tensor(correspondence.w_id), codes).cpu().numpy().astype(np.float64)
-    r, t = correspondence.source_rotation, correspondence.source_translation
-    placed = apply_rigid(meshes - t, r.T, np.zeros(3))
-    return placed[0], placed[1:]

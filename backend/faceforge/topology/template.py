@@ -89,11 +89,6 @@ class Template:
         w[self.landmarks] = np.maximum(w[self.landmarks], 0.3 * self.skin[self.landmarks])
         return w
 
-    def face_triangles(self) -> np.ndarray:
-        """``(F,)`` bool: triangles an expression may move (not all three corners held)."""
-        held = self.mask("held")
-        return ~held[self.faces].all(axis=1)
-
     def size(self) -> float:
         """RMS distance of the skin vertices from their centroid (metres)."""
         p = self.vertices[self.skin]
