@@ -83,7 +83,6 @@ def test_registration_maps_each_vertex_near_its_true_place(small_model, template
         "alignment",
         "identity fit",
         "non-rigid registration",
-        "identity refit",
         "correspondence",
     }
     # Same topology: character vertex i truly lies at template vertex i of the truth.

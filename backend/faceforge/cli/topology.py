@@ -1,4 +1,4 @@
-"""``faceforge register CHARACTER --out DIR``: landmarks and the template registered on a character."""
+"""``faceforge register`` and ``faceforge retarget``: FaceForge's head and expressions on a character."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ __all__ = ["add_commands"]
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from faceforge.data.meshio import read_mesh, write_obj
     from faceforge.outputs import check_folder, staged_outputs
@@ -23,9 +22,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_folder(out, names, args.force)  # before any work
     vertices, faces = read_mesh(args.character)
-    landmarks = None
-    if args.landmarks:
-        landmarks = np.asarray(json.loads(Path(args.landmarks).read_text())["positions"], dtype=np.float64)
+    landmarks = _read_landmarks(args.landmarks)
     model, path = _model_from_args(args)
     bar = TerminalProgress("faceforge register", enabled=not (args.quiet or args.json))
     try:
@@ -66,8 +63,91 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_landmarks(path: str | None):  # noqa: ANN202
+    import numpy as np
+
+    from faceforge.errors import FaceForgeError
+
+    if not path:
+        return None
+    try:
+        return np.asarray(json.loads(Path(path).read_text())["positions"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FaceForgeError(f"cannot read landmarks from {path}: {exc}") from exc
+
+
+def _cmd_retarget(args: argparse.Namespace) -> int:
+    from faceforge.data.gltf import write_glb
+    from faceforge.data.meshio import read_mesh
+    from faceforge.outputs import check_folder, staged_outputs
+    from faceforge.progress import TerminalProgress
+    from faceforge.topology.profiles import load_profile
+    from faceforge.topology.retarget import retarget_character
+
+    names = ["character.glb", "landmarks.json", "report.json"]
+    out = Path(args.out)
+    check_folder(out, names, args.force)  # before any work
+    vertices, faces = read_mesh(args.character)
+    landmarks = _read_landmarks(args.landmarks)
+    model, path = _model_from_args(args)
+    profile = load_profile(args.profile, model.expression_names, list(model.metadata["regions"]))
+    bar = TerminalProgress("faceforge retarget", enabled=not (args.quiet or args.json))
+    try:
+        result = retarget_character(model, vertices, faces, profile, landmarks=landmarks, progress=bar)
+    finally:
+        bar.close()
+    corr, keys = result.correspondence, result.keys
+    report = {
+        "model": str(path),
+        "character": str(args.character),
+        "n_vertices": int(len(vertices)),
+        "profile": profile.name,
+        "keys": keys.names,
+        "similarity": corr.similarity.to_json(),
+        "timings_s": result.timings,
+        "registration": corr.figures,
+        "transfer": keys.figures,
+    }
+    landmark_names = list(model.metadata["landmark_names"]["ibug68"])
+    with staged_outputs(out, names, force=args.force) as staging:
+        stem = Path(args.character).stem
+        write_glb(staging / "character.glb", vertices, faces, keys.deltas, keys.names, stem)
+        (staging / "landmarks.json").write_text(
+            json.dumps({"names": landmark_names, "positions": corr.landmarks.tolist()})
+        )
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+    lines = [f"{phase}: {seconds:.1f} s" for phase, seconds in result.timings.items()]
+    lines += [
+        f"{len(keys.names)} keys ({profile.name}) on {len(vertices)} vertices; parts: "
+        + ", ".join(f"{k} {n}" for k, n in keys.figures["parts"].items() if n),
+        f"flipped triangles (worst key): {keys.figures['flipped_triangles_max']}; written to {out}",
+    ]
+    _print({**report, "out": str(out)}, args.json, lines)
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Add ``register`` to ``faceforge``'s subcommands."""
+    """Add ``register`` and ``retarget`` to ``faceforge``'s subcommands."""
+    retarget = commands.add_parser(
+        "retarget",
+        help="make FaceForge's expressions as shape keys on a character mesh of any topology "
+        "(writes GLB morph targets and a report)",
+    )
+    retarget.add_argument("character", help="the character mesh (OBJ or PLY), every part in one file")
+    retarget.add_argument(
+        "--out", required=True, help="folder for character.glb, landmarks.json, report.json"
+    )
+    retarget.add_argument(
+        "--profile", default="arkit", help="key names: arkit, vrm, cc4 or a JSON profile (default arkit)"
+    )
+    retarget.add_argument("--landmarks", help="edited landmarks.json to register from")
+    retarget.add_argument("--model", help="face model file (default: the default model)")
+    retarget.add_argument("--small", action="store_true", help="use the small default model")
+    retarget.add_argument("--force", action="store_true", help="replace an earlier run's files")
+    retarget.add_argument("--json", action="store_true", help="print the report as JSON")
+    retarget.add_argument("--quiet", action="store_true", help="no progress bar")
+    retarget.set_defaults(func=_cmd_retarget)
+
     register = commands.add_parser(
         "register",
         help="propose landmarks on a character mesh (OBJ or PLY, any topology, units, orientation) and "

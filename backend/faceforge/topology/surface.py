@@ -115,8 +115,15 @@ class Surface:
         self.face_normals = np.divide(n, length, out=np.zeros_like(n), where=length > 0)
         self.vertex_normals = vertex_normals(self.vertices, self.faces)
 
-    def closest(self, points: np.ndarray) -> BarycentricMap:
-        """The nearest surface point of each of ``points (N, 3)``."""
+    def closest(
+        self, points: np.ndarray, normals: np.ndarray | None = None, min_cos: float = 0.0
+    ) -> BarycentricMap:
+        """The nearest surface point of each of ``points (N, 3)``.
+
+        With ``normals (N, 3)``, triangles facing away (normal cosine below ``min_cos``) are
+        passed over when a compatible one is among the candidates: a point on the lower lip
+        then maps onto the lower lip, not the upper lip a fraction of a millimetre above it.
+        """
         p = np.asarray(points, dtype=np.float64)
         _, cand = self._tree.query(p, k=self.candidates)
         cand = cand.reshape(len(p), -1)
@@ -125,7 +132,13 @@ class Surface:
         q = np.repeat(p, k, axis=0)
         closest, bary = closest_points_on_triangles(q, tri[:, 0], tri[:, 1], tri[:, 2])
         d = np.linalg.norm(closest - q, axis=1).reshape(len(p), k)
-        best = d.argmin(axis=1)
+        if normals is not None:
+            cos = np.einsum("nkd,nd->nk", self.face_normals[cand], np.asarray(normals, np.float64))
+            facing = cos >= min_cos
+            facing[~facing.any(axis=1)] = True  # nothing compatible: the nearest of all
+            best = np.where(facing, d, np.inf).argmin(axis=1)
+        else:
+            best = d.argmin(axis=1)
         rows = np.arange(len(p))
         return BarycentricMap(
             faces=cand[rows, best],
