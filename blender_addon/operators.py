@@ -214,6 +214,16 @@ class FACEFORGE_OT_apply_to_selected(_JobOperator, Operator):
         return jobs.ApplyToSelected(context)
 
 
+class FACEFORGE_OT_retarget_character(_JobOperator, Operator):
+    """Add FaceForge's expressions to the active character mesh (any topology) as shape keys"""
+
+    bl_idname = "faceforge.retarget_character"
+    bl_label = "Add FaceForge Expressions to Character"
+
+    def make_job(self, context):
+        return jobs.RetargetCharacter(context)
+
+
 class FACEFORGE_OT_interpolate(_JobOperator, Operator):
     """Faces between the active and the other selected FaceForge face (latent interpolation)"""
 
@@ -395,6 +405,7 @@ classes = (
     FACEFORGE_OT_random_expression,
     FACEFORGE_OT_neutralize,
     FACEFORGE_OT_apply_to_selected,
+    FACEFORGE_OT_retarget_character,
     FACEFORGE_OT_interpolate,
     FACEFORGE_OT_transfer_preview,
     FACEFORGE_OT_bake_take,

@@ -95,6 +95,27 @@ class FaceForgeSceneSettings(PropertyGroup):
         ),
         default="KEEP",
     )
+    character_profile: EnumProperty(
+        name="Key Names",
+        description="Add FaceForge Expressions to Character: the names the character's keys get",
+        items=(
+            ("ARKIT", "ARKit", "Apple's 52 names (jawOpen, eyeBlinkLeft...)"),
+            ("VRM", "VRM Perfect Sync", "The ARKit names capitalised (JawOpen, EyeBlinkLeft...)"),
+            ("CC4", "Character Creator 4", "Character Creator / iClone names (Jaw_Open, Eye_Blink_L...)"),
+            ("FACECAP", "Face Cap", "ARKit names with _L/_R sides (eyeBlink_L...)"),
+        ),
+        default="ARKIT",
+    )
+    character_existing_keys: EnumProperty(
+        name="Existing Keys",
+        description="Add FaceForge Expressions to Character: a key of the character's own with the same name",
+        items=(
+            ("KEEP", "Keep", "Keep the character's key and skip FaceForge's"),
+            ("REPLACE", "Replace", "Overwrite the character's key with FaceForge's"),
+            ("SUFFIX", "Suffix", "Keep the character's key and add FaceForge's as name_FF"),
+        ),
+        default="KEEP",
+    )
     exact_expression: BoolProperty(
         name="Exact Key",
         description=(

@@ -112,6 +112,12 @@ class VIEW3D_PT_faceforge_edit(_FaceForgePanel, Panel):
         row = layout.row(align=True)
         row.operator("faceforge.apply_to_selected", icon="MOD_MESHDEFORM")
         row.prop(settings, "existing_keys", text="")
+        box = layout.box()
+        box.label(text="Your Character (any topology)")
+        row = box.row(align=True)
+        row.prop(settings, "character_profile", text="")
+        row.prop(settings, "character_existing_keys", text="")
+        box.operator("faceforge.retarget_character", icon="SHAPEKEY_DATA")
 
 
 class VIEW3D_PT_faceforge_animate(_FaceForgePanel, Panel):

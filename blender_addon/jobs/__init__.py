@@ -18,12 +18,14 @@ Modules (one per feature):
     model: build and load the face model, build the motion model.
     takes: bake, interpolate and transfer motion takes.
     physics: simulate a take with the physical face model.
+    characters: FaceForge's expressions on the user's own character (any topology).
 """
 
 from ..backend_client import BackendError
 from .base import FaceForgeInputError, Job, calls, run
 from .base import _recheck as _recheck  # the modal operators run a job's steps themselves
 from .base import record_load as record_load
+from .characters import RetargetCharacter
 from .faces import (
     ApplyToSelected,
     GenerateFace,
@@ -53,6 +55,7 @@ __all__ = [
     "LoadModel",
     "Neutralize",
     "RandomExpression",
+    "RetargetCharacter",
     "TransferPreview",
     "UpdateIdentity",
     "calls",

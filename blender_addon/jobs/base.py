@@ -57,6 +57,8 @@ class Job:
 
     label = "FaceForge"
     needs_model = True
+    #: The job takes a mesh of any topology (a character), not only the model's.
+    any_topology = False
     #: Seconds the backend call may take before it is abandoned (and cancelled). Generous: a hung
     #: backend is caught sooner by the client's watchdog (a ping after 15 s of silence).
     deadline: float | None = 900.0
@@ -139,5 +141,5 @@ def run(job: Job, progress=None, timeout: float | None = None):
 def _recheck(job: Job) -> None:
     """Input checks that need the loaded model (topology), repeated once it is loaded."""
     obj = getattr(job, "obj", None)
-    if obj is not None and job.needs_model and not obj.faceforge.is_face:
+    if obj is not None and job.needs_model and not obj.faceforge.is_face and not job.any_topology:
         _model_mesh(obj, job.label)

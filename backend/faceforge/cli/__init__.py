@@ -2,8 +2,8 @@
 
 ``data`` (:mod:`.data`), ``serve`` (:mod:`.serve`), ``animate`` and ``eval animate`` (:mod:`.animate`),
 ``simulate`` (:mod:`.physics`), ``demo`` (:mod:`.demo`), ``bench`` (:mod:`.bench`), ``model`` and
-``eval model`` (:mod:`.model`), ``register`` (:mod:`.topology`). Cache locations and builds live in
-:mod:`faceforge.store`; nothing in the library imports this package.
+``eval model`` (:mod:`.model`), ``register``, ``retarget`` and ``eval retarget`` (:mod:`.topology`).
+Cache locations and builds live in :mod:`faceforge.store`; nothing in the library imports this package.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     model.add_eval_command(evaluate)
     animate.add_eval_command(evaluate)
+    topology.add_eval_command(evaluate)
     return parser
 
 

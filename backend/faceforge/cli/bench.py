@@ -114,6 +114,17 @@ def _cmd_bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_retarget(args: argparse.Namespace) -> int:
+    from faceforge.cli._common import _model_from_args
+    from faceforge.topology.bench import bench_retarget
+
+    model, path = _model_from_args(args)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = bench_retarget(model, sizes, say=(lambda _m: None) if args.json else print)
+    _print({"model": str(path), "rows": rows}, args.json, [])
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the bench command group to ``faceforge``'s subcommands."""
     bench = commands.add_parser("bench", help="measure FaceForge's speed").add_subparsers(
@@ -158,3 +169,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench_model.add_argument("--small", action="store_true", help="use the small dataset's model")
     bench_model.add_argument("--json", action="store_true")
     bench_model.set_defaults(func=_cmd_bench_model)
+
+    bench_retarget = bench.add_parser(
+        "retarget", help="retargeting time, landmarks to last key (52 keys), by character size"
+    )
+    bench_retarget.add_argument("--sizes", default="20000,100000", help="character sizes (vertices)")
+    bench_retarget.add_argument("--model", help="face model file (default: the default model)")
+    bench_retarget.add_argument("--small", action="store_true", help="use the small default model")
+    bench_retarget.add_argument("--json", action="store_true")
+    bench_retarget.set_defaults(func=_cmd_bench_retarget)

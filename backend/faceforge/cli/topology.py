@@ -126,6 +126,119 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_retarget(args: argparse.Namespace) -> int:
+    from faceforge.outputs import check_folder, staged_outputs
+    from faceforge.topology.bench import compare_artist, evaluate_pairs, format_pairs
+
+    names = ["report.json"] + (["compare.png"] if args.render else [])
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("out") / ("eval-retarget-small" if args.small else "eval-retarget")
+    )
+    check_folder(out, names, args.force)
+    model, path = _model_from_args(args)
+    say = (lambda _m: None) if (args.quiet or args.json) else print
+    seeds = [int(s) for s in args.seeds.split(",")]
+    pairs = evaluate_pairs(model, seeds, args.remeshed_vertices, say)
+    report: dict = {"model": str(path), "pairs": pairs}
+    lines = format_pairs(pairs)
+    artist = None
+    if args.artist:
+        figures, character, result = compare_artist(model, args.artist, args.object, args.profile, say)
+        report["artist"] = figures
+        artist = (character, result)
+        lines.append(
+            f"{figures['character']} ({args.artist}): FaceForge's keys against the artist's, relative RMS "
+            f"median {figures['median']:.0%} "
+            f"(after the best gain per key {figures['median_best_gain']:.0%}), "
+            f"worst {figures['worst']:.0%} ({figures['worst_key']})"
+        )
+    with staged_outputs(out, names, force=args.force) as staging:
+        if args.render:
+            from faceforge.topology.render import render_rows
+
+            rows, expressions = _picture_rows(model, pairs_characters=seeds[:1], artist=artist)
+            render_rows(rows, expressions, staging / "compare.png")
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+    lines.append(f"written to {out}")
+    _print({**report, "out": str(out)}, args.json, lines)
+    return 0
+
+
+def _picture_rows(model, pairs_characters: list[int], artist):  # noqa: ANN001, ANN202
+    """Rows for :func:`~faceforge.topology.render.render_rows`: FaceForge's head, each test
+    character and the artist's character with FaceForge's and the artist's keys."""
+    from faceforge.topology.evaluation import make_test_character
+    from faceforge.topology.profiles import load_profile
+    from faceforge.topology.render import Row
+    from faceforge.topology.retarget import retarget_character
+    from faceforge.topology.transfer import expression_sources
+
+    shown = ["jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "mouthPucker"]
+    expressions = [
+        ("jawOpen", {"jawOpen": 1.0}),
+        ("eyeBlink", {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
+        ("smile", {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
+        ("mouthPucker", {"mouthPucker": 1.0}),
+    ]
+
+    def in_template(result, vertices, deltas_by_name):  # noqa: ANN001, ANN202
+        sim = result.correspondence.similarity
+        return sim.apply(vertices), {n: sim.scale * d @ sim.rotation.T for n, d in deltas_by_name.items()}
+
+    rows = []
+    for seed in pairs_characters:
+        character = make_test_character(model, seed=seed, remeshed=True)
+        result = retarget_character(model, character.vertices, character.faces, "arkit")
+        if not rows:
+            rest, deformed = expression_sources(model, result.correspondence, shown)
+            rows.append(
+                Row(
+                    "FaceForge head",
+                    rest,
+                    model.faces.cpu().numpy(),
+                    {n: deformed[i] - rest for i, n in enumerate(shown)},
+                )
+            )
+        keys = {n: result.keys.deltas[k].astype(float) for k, n in enumerate(result.keys.names)}
+        v, d = in_template(result, character.vertices, keys)
+        rows.append(Row(f"identity {seed}, remeshed", v, character.faces, d))
+    if artist is not None:
+        character, result = artist
+        profile = load_profile(result.profile.name, model.expression_names, [])
+        target = {k.source: k.target for k in profile.keys}
+        ours = {n: result.keys.deltas[k].astype(float) for k, n in enumerate(result.keys.names)}
+        theirs = dict(zip(character.key_names, character.key_deltas, strict=True))
+        for label, keys in (("FaceForge keys", ours), ("artist's keys", theirs)):
+            named = {n: keys[target[n]] for n in shown if target.get(n) in keys}
+            v, d = in_template(result, character.vertices, named)
+            rows.append(Row(f"{character.name}: {label}", v, character.faces, d))
+    return rows, expressions
+
+
+def add_eval_command(evaluate: argparse._SubParsersAction) -> None:
+    """Add ``faceforge eval retarget``."""
+    ev = evaluate.add_parser(
+        "retarget",
+        help="retarget test characters of known ground truth (other identities, remeshed) and "
+        "optionally an artist's character, and report the errors",
+    )
+    ev.add_argument("--seeds", default="3,5,11", help="identities of the test characters (default 3,5,11)")
+    ev.add_argument("--remeshed-vertices", type=int, default=6000, help="size of the remeshed characters")
+    ev.add_argument("--artist", help="an FBX/GLB/.blend character with its artist's ARKit-named keys")
+    ev.add_argument("--object", help="the artist's mesh object (default: the one with the most keys)")
+    ev.add_argument("--profile", default="facecap", help="the artist's key names (default facecap)")
+    ev.add_argument("--render", action="store_true", help="also render compare.png (Blender, Workbench)")
+    ev.add_argument("--out", help="folder for report.json (default out/eval-retarget)")
+    ev.add_argument("--model", help="face model file (default: the default model)")
+    ev.add_argument("--small", action="store_true", help="use the small default model")
+    ev.add_argument("--force", action="store_true", help="replace an earlier run's files")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument("--quiet", action="store_true", help="no progress lines")
+    ev.set_defaults(func=_cmd_eval_retarget)
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``register`` and ``retarget`` to ``faceforge``'s subcommands."""
     retarget = commands.add_parser(

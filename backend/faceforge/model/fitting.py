@@ -141,8 +141,10 @@ def _bilinear_fit(
     rounds: int,
     progress: ProgressCallback | None,
     total: int,
+    neutral: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-    """Steps 1-2 of the module docstring on the scan ``clean (V, 3)`` (0 where ``w`` is 0).
+    """Steps 1-2 of the module docstring on the scan ``clean (V, 3)`` (0 where ``w`` is 0);
+    ``neutral`` keeps the neutral expression.
 
     Returns:
         The codes ``w_id (r_id,)``, ``w_ex (r_ex,)`` and the rigid map (rotation ``(3, 3)``,
@@ -165,13 +167,16 @@ def _bilinear_fit(
         for _ in range(rounds):  # alternating ridge steps from the mean identity and neutral expression
             # Batched vector-matrix products: einsum contracts the strided middle axis ~7x slower.
             w_id = _ridge(core_v @ w_ex, b, weight_t, id_mean, id_var, rho)
-            w_ex = _ridge(w_id @ core_v, b, weight_t, ex_mean, ex_var, rho)
+            if not neutral:
+                w_ex = _ridge(w_id @ core_v, b, weight_t, ex_mean, ex_var, rho)
         report(progress, 1, total, "alternating least squares")
         prior = (id_mean, id_var, ex_mean, ex_var)
         aligned = torch.as_tensor(
             apply_rigid(clean, rotation, translation), dtype=torch.float32, device=device
         )
-        w_id, w_ex, fix_r, fix_t = _gauss_newton(core_v, mean_v, aligned, weight_t, w_id, w_ex, prior, rho)
+        w_id, w_ex, fix_r, fix_t = _gauss_newton(
+            core_v, mean_v, aligned, weight_t, w_id, w_ex, prior, rho, fixed_expression=neutral
+        )
         report(progress, 2, total, "joint bilinear and pose refinement")
         # Fold the rigid correction into the scan-to-model transform.
         rotation = fix_r.cpu().numpy() @ rotation
@@ -217,6 +222,7 @@ def fit_scan(
     rounds: int = 2,
     refine_iterations: int = 15,
     progress: ProgressCallback | None = None,
+    neutral: bool = False,
 ) -> FitResult:
     """Fit identity and expression codes to a scan in the model's topology.
 
@@ -229,6 +235,9 @@ def fit_scan(
         rounds: rounds of (Procrustes re-alignment, bilinear solve).
         refine_iterations: L-BFGS iterations of the latent refinement with flows.
         progress: ``progress(done, total, message)``; returning False cancels.
+        neutral: keep the neutral expression and fit the identity alone (a character's rest
+            pose; a free expression would absorb identity and give the wrong identity's
+            expressions). Without flows only.
 
     Returns:
         A :class:`FitResult`.
@@ -243,7 +252,11 @@ def fit_scan(
     clean = np.where((w > 0)[:, None], scan, 0.0)
     weight_t = torch.as_tensor(w, dtype=torch.float32, device=model.device)
     total = 2 + (1 if use_flows else 0)
-    w_id, w_ex, rotation, translation = _bilinear_fit(model, clean, w, weight_t, rho, rounds, progress, total)
+    if neutral and use_flows:
+        raise FaceForgeError("a neutral-only fit is made without flows (use_flows=False)")
+    w_id, w_ex, rotation, translation = _bilinear_fit(
+        model, clean, w, weight_t, rho, rounds, progress, total, neutral
+    )
     with torch.no_grad():
         b = _model_frame_offsets(model, clean, rotation, translation)
         target = model.decode(w_id, w_ex)[0].cpu().numpy().astype(np.float64)
@@ -291,8 +304,10 @@ def _gauss_newton(
     prior: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     rho: float,
     iterations: int = 40,
+    fixed_expression: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Joint Levenberg-Marquardt on both bilinear codes and a rigid correction of the scan.
+    """Joint Levenberg-Marquardt on both bilinear codes and a rigid correction of the scan
+    (on the identity code and the rigid correction alone with ``fixed_expression``).
 
     Minimises ``sum_v weight_v |x_v(w_id, w_ex) - (R p_v + t)|^2`` (mm^2, weight-normalised) plus
     the Gaussian code prior of :func:`_ridge`, with ``p`` the scan points ``(V, 3)`` and ``mean``
@@ -327,6 +342,8 @@ def _gauss_newton(
     current, j_id = energy(w_id, w_ex, p)  # j_id: (3N, r_id)
     for _ in range(iterations):
         j_ex = w_id @ core  # (3N, r_ex); batched, not einsum (see _bilinear_fit)
+        if fixed_expression:
+            j_ex = torch.zeros_like(j_ex)  # the Hessian's expression block decouples
         j_rot = _skew(p).reshape(3 * n, 3)
         j_trans = -torch.eye(3, dtype=torch.float64).repeat(n, 1)
         jac = torch.cat([j_id, j_ex, j_rot, j_trans], dim=1)  # (3N, d + 6)
@@ -337,6 +354,8 @@ def _gauss_newton(
         grad = jw.T @ resid * scale + prior_diag * (params - prior_mean)
         while True:
             step = torch.linalg.solve(hess + damping * torch.diag(torch.diagonal(hess) + 1e-12), -grad)
+            if fixed_expression:
+                step[r_id:d] = 0.0
             cand_id, cand_ex = w_id + step[:r_id], w_ex + step[r_id:d]
             step_rot = _rodrigues(step[d : d + 3])
             cand_p = p @ step_rot.T + step[d + 3 :]

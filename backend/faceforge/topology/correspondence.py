@@ -2,7 +2,7 @@
 
 :func:`register_character` runs the pipeline: checks, coarse similarity alignment and proposed
 landmarks (:mod:`.align`), a fit of FaceForge's identity to the character so the template already
-resembles it (also the source of every expression transferred later), non-rigid ICP of the
+resembles it (and, on request, the source of the expressions transferred later), non-rigid ICP of the
 template skin onto the character (:mod:`.nricp`), and barycentric maps both ways. Every later
 feature (retargeting, scan fitting of any topology, capture) uses the :class:`Correspondence` it
 returns and re-implements none of it.
@@ -33,8 +33,9 @@ __all__ = [
 #: A mesh with fewer vertices than this in the face region cannot carry FaceForge's expressions.
 MIN_FACE_VERTICES = 300
 #: Coarse alignment scores (template <-> character trimmed mean distance, as a fraction of the
-#: template's size) above this mean the mesh is not a head.
-NO_FACE_SCORE = 0.12
+#: template's size) above this mean the mesh is not a head. Measured: heads of the default model's
+#: identities 0.04-0.13 (an extreme one), a sphere 0.17, an ellipsoid 0.21, a cube 0.23.
+NO_FACE_SCORE = 0.15
 #: A character vertex farther than this from the registered template is outside the face (metres,
 #: template frame): it keeps its position in every expression.
 FACE_DISTANCE = 0.004
@@ -55,7 +56,7 @@ class Correspondence:
         to_character: template skin vertices -> points on the character (barycentric on its faces).
         to_template: character vertices -> points on the registered template skin.
         face: ``(V_c,)`` bool, character vertices inside the face the template covers.
-        w_id: ``(r_id,)`` identity code fitted to the character (the expressions' source).
+        w_id: ``(r_id,)`` identity code fitted to the character (with a neutral expression).
         source_rotation, source_translation: rigid map of the model's frame onto the registered
             template (``x_template = R (x_model - t)`` as :class:`~faceforge.model.fitting.FitResult`).
         timings: phase -> seconds.
@@ -100,7 +101,39 @@ def _fit_identity(model, targets: np.ndarray, weights: np.ndarray):  # noqa: ANN
     from faceforge.model.fitting import fit_scan
 
     scan = np.where((weights > 0)[:, None], targets, np.nan)
-    return fit_scan(model, scan, weights=np.where(weights > 0, weights, 0.0), use_flows=False, rounds=2)
+    return fit_scan(
+        model, scan, weights=np.where(weights > 0, weights, 0.0), use_flows=False, rounds=2, neutral=True
+    )
+
+
+#: Units a character may be modelled in (metres per unit): metre, decimetre, centimetre, millimetre, inch.
+UNITS = (1.0, 0.1, 0.01, 0.001, 0.0254)
+#: The alignment's scale is replaced by a unit's only within this factor of it.
+UNIT_RANGE = 1.35
+
+
+def _unit_similarity(similarity: Similarity, vertices: np.ndarray) -> Similarity | None:
+    """The similarity at the nearest real unit (same rotation and centre), if one is near."""
+    ratio = np.array(UNITS) / similarity.scale
+    k = int(np.argmin(np.abs(np.log(ratio))))
+    if not (1.0 / UNIT_RANGE < ratio[k] < UNIT_RANGE) or abs(np.log(ratio[k])) < 0.005:
+        return None
+    centre = vertices.mean(axis=0)
+    translation = similarity.apply(centre) - UNITS[k] * similarity.rotation @ centre
+    return Similarity(UNITS[k], similarity.rotation, translation)
+
+
+def _identity_rounds(model, template: Template, local: Surface, weights: np.ndarray) -> tuple:  # noqa: ANN001
+    """Closest points <-> identity fit, :data:`IDENTITY_ROUNDS` times: ``(fit, residual in metres)``."""
+    start = template.vertices
+    for _ in range(IDENTITY_ROUNDS):
+        hit = local.closest(start)
+        use = weights * (hit.distances < 0.01)
+        fit = _fit_identity(model, local.points(hit), use)
+        start = fit.vertices.astype(np.float64)
+    hit = local.closest(start)
+    residual = float((weights * np.minimum(hit.distances, 0.01)).sum() / weights.sum())
+    return fit, residual
 
 
 def register_character(
@@ -151,16 +184,24 @@ def register_character(
         similarity = umeyama(landmarks[ok], template.vertices[template.landmarks[ok]])
     timings["alignment"] = time.perf_counter() - clock
 
-    # The character in the template frame: all later geometry is in metres there.
-    local = Surface(similarity.apply(v), f)
     clock = time.perf_counter()
     report(progress, 1, total, "identity fit")
     weights = template.fit_weights()
-    start = template.vertices
-    for _ in range(IDENTITY_ROUNDS):
-        hit = local.closest(start)
-        fit = _fit_identity(model, local.points(hit), weights * (hit.distances < 0.01))
-        start = fit.vertices.astype(np.float64)
+    # Alignment scales the character to the *mean* head: a head 15 % larger than the mean is
+    # shrunk by 15 % and the identity fit then finds a wrong, smaller face (and its expressions).
+    # A character made in a real unit is tried at that unit too; the identity that fits the
+    # surface more closely decides (measured on heads of known identity: 4-10 mm -> ~1 mm).
+    candidates = [similarity] + [s for s in [_unit_similarity(similarity, v)] if s is not None]
+    best = None
+    for candidate in candidates:
+        trial = _identity_rounds(model, template, Surface(candidate.apply(v), f), weights)
+        if best is None or trial[1] < best[2]:
+            best = (candidate, *trial)
+    similarity, fit, residual = best
+    unit = similarity.scale if similarity is not candidates[0] else None
+    # The character in the template frame: all later geometry is in metres there.
+    local = Surface(similarity.apply(v), f)
+    start = fit.vertices.astype(np.float64)
     if not edited:
         # Proposed on the fitted head, whose features already sit near the character's.
         landmarks = similarity.inverse(local.points(local.closest(start[template.landmarks])))
@@ -180,9 +221,8 @@ def register_character(
     registered[skin] = result.vertices
     timings["non-rigid registration"] = time.perf_counter() - clock
 
-    # The expressions' source is the identity fitted by closest points, not a refit to the
-    # registered vertices: the non-rigid step slides vertices along the surface, and an identity
-    # fitted to slid vertices carries expressions 5-10 % off (measured on heads of known identity).
+    # The identity fitted by closest points is kept (a refit to the registered vertices, which
+    # the non-rigid step slid along the surface, measured 5-10 % worse keys).
     refit = fit
     # Floating parts (the tongue) follow the fitted identity.
     rest = ~template.skin
@@ -222,6 +262,10 @@ def register_character(
         "identity_fit_mm": float(refit.error_mm),
         "character_face_vertices": int(face.sum()),
         "components": int(connected_components(f, len(v)).max() + 1),
+        # The unit (metres per character unit) the character was read in, or None where the
+        # alignment's own scale fitted better (a head no real size explains).
+        "unit": unit,
+        "identity_residual_mm": residual * 1e3,
     }
     return Correspondence(
         similarity=similarity,

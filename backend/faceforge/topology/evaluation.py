@@ -133,7 +133,8 @@ def subdivide(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.n
 def remesh(
     vertices: np.ndarray, faces: np.ndarray, target_vertices: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Another topology of the same surface: Blender subdivides and decimates it, the order is shuffled.
+    """Another topology of the same surface: midpoint subdivision until it is finer than
+    ``target_vertices``, Blender's decimation down to it, the vertex order shuffled.
 
     Needs the ``bpy`` module (installed with FaceForge's dev extra); resets Blender's scene.
     """
@@ -142,6 +143,8 @@ def remesh(
     except ImportError as exc:  # pragma: no cover - bpy is a dev dependency
         raise FaceForgeError("remeshing test characters needs the bpy module (pip install bpy)") from exc
     fine_v, fine_f = subdivide(vertices, faces)
+    while len(fine_v) < 1.5 * target_vertices:
+        fine_v, fine_f = subdivide(fine_v, fine_f)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     mesh = bpy.data.meshes.new("remesh")
     mesh.from_pydata(fine_v.tolist(), [], fine_f.tolist())
@@ -248,5 +251,6 @@ def evaluate_retarget(
         "flipped_triangles_truth_max": int(true_flips.sum(1).max()),
         "flipped_triangles_not_in_truth_max": int((flipped & ~true_flips).sum(1).max()),
         "held_vertex_motion_mm": result.keys.figures["held_vertex_motion_mm"],
+        "parts": result.keys.figures["parts"],
         "timings_s": result.timings,
     }

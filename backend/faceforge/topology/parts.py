@@ -33,8 +33,10 @@ GAZE_DEGREES = {"Up": 25.0, "Down": 30.0, "In": 30.0, "Out": 35.0}
 EYE_PART_RADIUS = 0.02
 #: ... when its centroid lies this close to where the template's eye is (metres).
 EYE_SEARCH = 0.02
-#: A component whose centroid lies this close to the mouth's centre, behind the lips, is a mouth part.
+#: A component whose centroid lies this close to the mouth's centre, behind the lips, is a mouth part
+#: if no larger than :data:`MOUTH_PART_RADIUS` around its centroid (a tongue reaches 4.6 cm).
 MOUTH_SEARCH = 0.04
+MOUTH_PART_RADIUS = 0.06
 
 
 @dataclass
@@ -117,7 +119,7 @@ def find_parts(
             kind[members] = side
             eye_points[side].append(p)
         elif (
-            spread < MOUTH_SEARCH
+            spread < MOUTH_PART_RADIUS
             and np.linalg.norm(centroid - mouth) < MOUTH_SEARCH
             and centroid[1] > mouth[1] - 0.002
             and on_face.mean() < 0.5

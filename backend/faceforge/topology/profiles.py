@@ -5,7 +5,8 @@ weight 1) and an optional region limit: ``left``/``right`` (the subject's side, 
 :data:`SIDE_BLEND` across the midline) or a template region (``mouth``, ``eyes``, ``jaw``...). One
 source may feed several targets (Character Creator splits ``browInnerUp`` into a left and a right
 key). Presets: ``arkit`` (Apple's camelCase names), ``vrm`` (VRM "Perfect Sync": the same names
-capitalised), ``cc4`` (Character Creator 4 / iClone names). A JSON file gives the user's own:
+capitalised), ``cc4`` (Character Creator 4 / iClone names), ``facecap`` (Face Cap / Unity's
+``eyeBlink_L`` style). A JSON file gives the user's own:
 ``{"name": ..., "keys": [{"source": "jawOpen", "target": "JawOpen", "gain": 1.0, "region": null}]}``
 or the short form ``{"map": {"jawOpen": "JawOpen", ...}}``.
 """
@@ -92,6 +93,17 @@ def _vrm() -> Profile:
     return Profile("vrm", tuple(KeyMap(n, n[0].upper() + n[1:]) for n in ARKIT_NAMES))
 
 
+def _facecap() -> Profile:
+    def name(n: str) -> str:
+        for side, suffix in (("Left", "_L"), ("Right", "_R")):
+            # jawLeft and mouthLeft are directions, not sides, and keep their names.
+            if n.endswith(side) and n[: -len(side)] not in ("jaw", "mouth"):
+                return n[: -len(side)] + suffix
+        return n
+
+    return Profile("facecap", tuple(KeyMap(n, name(n)) for n in ARKIT_NAMES))
+
+
 def _cc4() -> Profile:
     keys = [KeyMap(s, t) for s, t in _CC4.items()]
     for source, left, right in _CC4_SPLIT:
@@ -100,7 +112,7 @@ def _cc4() -> Profile:
 
 
 #: Preset name -> profile factory.
-PRESETS = {"arkit": _arkit, "vrm": _vrm, "cc4": _cc4}
+PRESETS = {"arkit": _arkit, "vrm": _vrm, "cc4": _cc4, "facecap": _facecap}
 
 
 def load_profile(name_or_path: str, known: list[str], regions: list[str]) -> Profile:

@@ -1,0 +1,64 @@
+"""Character methods: FaceForge's expressions on a mesh of any topology (``topology.retarget``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceforge.server.methods.model import _model
+from faceforge.server.registry import ArraySpec, Context, Param, method
+
+__all__ = ["retarget"]
+
+
+@method(
+    "topology.retarget",
+    params={
+        "profile": Param(
+            str, default="arkit", doc="key names: arkit, vrm, cc4, facecap or a JSON profile path"
+        ),
+    },
+    arrays={
+        "vertices": ArraySpec(
+            ("float32", "float64"), ("V", 3), doc="the character's basis (V, 3), its units"
+        ),
+        "faces": ArraySpec(("int32", "int64"), ("F", 3), doc="its triangles (F, 3), every part"),
+        "landmarks": ArraySpec(
+            ("float32", "float64"),
+            (68, 3),
+            finite=False,
+            required=False,
+            doc="edited landmarks (68, 3), NaN unknown",
+        ),
+    },
+)
+def retarget(
+    ctx: Context,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    landmarks: np.ndarray | None = None,
+    profile: str = "arkit",
+) -> dict:
+    """Register the loaded model's head onto the character and make the profile's keys on it.
+
+    Returns ``deltas (K, V, 3)`` float32 offsets from the basis (the character's units), the key
+    ``names``, the proposed or used ``landmarks (68, 3)``, the part of each vertex and the figures.
+    """
+    from faceforge.topology.profiles import load_profile
+    from faceforge.topology.retarget import retarget_character
+
+    model = _model(ctx)
+    chosen = load_profile(profile, model.expression_names, list(model.metadata["regions"]))
+    result = retarget_character(
+        model, vertices.astype(np.float64), faces.astype(np.int64), chosen, landmarks, progress=ctx.progress
+    )
+    corr, keys = result.correspondence, result.keys
+    return {
+        "deltas": keys.deltas.astype(np.float32),
+        "landmarks": corr.landmarks.astype(np.float32),
+        "names": keys.names,
+        "profile": chosen.name,
+        "parts": keys.figures["parts"],
+        "registration": corr.figures,
+        "transfer": {k: v for k, v in keys.figures.items() if k != "parts"},
+        "timings_s": result.timings,
+    }
