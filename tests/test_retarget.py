@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +240,22 @@ def test_retarget_command_writes_a_glb_and_a_report(small_model, small_model_pat
         main([*args[:-3], "--profile", str(bad), "--force", "--model", str(small_model_path), "--quiet"]) == 1
     )
     assert (out / "character.glb").read_bytes() == before
+
+
+FACECAP = Path(__file__).resolve().parents[2] / "shared/data/characters/facecap/FaceCapLiveModeAvatar.fbx"
+
+
+@pytest.mark.skipif(
+    not FACECAP.is_file(), reason="Face Cap's avatar (../shared/data/characters/facecap) is absent"
+)
+def test_an_artists_character_gets_keys_like_its_own(small_model):
+    pytest.importorskip("bpy")
+    from faceforge.topology.bench import compare_artist
+
+    figures, character, result = compare_artist(small_model, FACECAP, "Head", "facecap", say=lambda _m: None)
+    assert len(character.vertices) == 2803 and figures["missing"] == []
+    assert len(figures["per_key"]) == 51
+    # Measured (default model): median 72 %, jawOpen 34 %; the artist's keys are a style, not a truth.
+    assert figures["median"] < 0.9, figures["median"]
+    assert figures["per_key"]["jawOpen"]["relative_rms"] < 0.6
+    assert result.keys.figures["held_vertex_motion_mm"] == 0.0
