@@ -251,7 +251,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--out", required=True, help="folder for character.glb, landmarks.json, report.json"
     )
     retarget.add_argument(
-        "--profile", default="arkit", help="key names: arkit, vrm, cc4 or a JSON profile (default arkit)"
+        "--profile",
+        default="arkit",
+        help="key names: arkit, vrm, cc4, facecap or a JSON profile (default arkit)",
     )
     retarget.add_argument("--landmarks", help="edited landmarks.json to register from")
     retarget.add_argument("--model", help="face model file (default: the default model)")

@@ -119,7 +119,7 @@ def load_profile(name_or_path: str, known: list[str], regions: list[str]) -> Pro
     """A preset by name or a user's JSON profile, checked against the model's names and regions.
 
     Args:
-        name_or_path: ``arkit``, ``vrm``, ``cc4`` or a path to a JSON profile.
+        name_or_path: ``arkit``, ``vrm``, ``cc4``, ``facecap`` or a path to a JSON profile.
         known: the model's expression names.
         regions: the template's region names (``left``/``right`` are always allowed).
 
