@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import bpy
 import numpy as np
 
 from .. import mesh as meshes
@@ -30,10 +31,59 @@ def _triangles(mesh) -> np.ndarray:
     return out.reshape(-1, 3)
 
 
+#: Collection holding the landmark markers of every character.
+MARKERS = "FaceForge Landmarks"
+
+
+def _markers(obj) -> list:
+    """The character's landmark markers (empties parented to it), in landmark order; None where deleted."""
+    names = json.loads(obj.get("faceforge_landmark_markers", "[]"))
+    return [bpy.data.objects.get(n) for n in names]
+
+
+def read_markers(obj) -> np.ndarray | None:
+    """``(68, 3)`` float32 marker positions in the character's own frame (NaN where a marker was
+    deleted), or None when the character has no markers yet."""
+    markers = _markers(obj)
+    if len(markers) != 68 or all(m is None for m in markers):
+        return None
+    bpy.context.view_layer.update()  # world matrices of markers moved from Python
+    inverse = obj.matrix_world.inverted()
+    out = np.full((68, 3), np.nan, dtype=np.float32)
+    for i, marker in enumerate(markers):
+        if marker is not None:
+            out[i] = tuple(inverse @ marker.matrix_world.translation)
+    return out
+
+
+def write_markers(context, obj, landmarks: np.ndarray, names: list[str]) -> None:
+    """Place (or move) one small empty per landmark, parented to the character, for the user to edit."""
+    collection = bpy.data.collections.get(MARKERS)
+    if collection is None:
+        collection = bpy.data.collections.new(MARKERS)
+        context.scene.collection.children.link(collection)
+    size = 0.004 * float(np.linalg.norm(np.ptp(landmarks, axis=0)) or 1.0)
+    markers = _markers(obj)
+    made = []
+    for i, (point, name) in enumerate(zip(landmarks, names, strict=True)):
+        marker = markers[i] if i < len(markers) else None
+        if marker is None:
+            marker = bpy.data.objects.new(f"{obj.name} {i:02d} {name}", None)
+            marker.empty_display_type = "SPHERE"
+            collection.objects.link(marker)
+            marker.parent = obj
+        marker.empty_display_size = size
+        marker.matrix_parent_inverse.identity()
+        marker.location = tuple(float(c) for c in point)
+        made.append(marker.name)
+    obj["faceforge_landmark_markers"] = json.dumps(made)
+
+
 class RetargetCharacter(Job):
     """Register FaceForge's head onto the active mesh (any topology, units, orientation) and add
     the profile's expression keys, relative to the mesh's basis. The armature modifier, vertex
-    groups, UVs, materials and the mesh's other keys are left as they are."""
+    groups, UVs, materials and the mesh's other keys are left as they are. The landmarks become
+    markers parented to the character; a rerun registers from them (moved ones included)."""
 
     label = "Add FaceForge Expressions"
     any_topology = True
@@ -56,8 +106,7 @@ class RetargetCharacter(Job):
                 f"{self.label}: {self.obj.name} has vertices that are not finite numbers"
             )
         self.faces = _triangles(mesh)
-        stored = self.obj.get("faceforge_landmarks")
-        self.landmarks = None if stored is None else np.asarray(json.loads(stored), dtype=np.float32)
+        self.landmarks = read_markers(self.obj)
 
     def request(self):
         arrays = {"vertices": self.basis, "faces": self.faces}
@@ -84,7 +133,9 @@ class RetargetCharacter(Job):
             index = [k for k, _ in written]
             meshes.write_rig(self.obj, self.basis, [t for _, t in written], self.basis[None] + deltas[index])
         self.obj["faceforge_character_keys"] = json.dumps(sorted(ours | {t for _, t in written}))
-        self.obj["faceforge_landmarks"] = json.dumps(np.asarray(result["arrays"]["landmarks"]).tolist())
+        write_markers(
+            self.context, self.obj, np.asarray(result["arrays"]["landmarks"]), result["landmark_names"]
+        )
         self.obj["faceforge_profile"] = result["profile"]
         seconds = result["timings_s"].get("total", 0.0)
         self.message = (

@@ -66,7 +66,8 @@ def test_character_gets_keys_relative_to_its_basis_and_keeps_its_rig(scene, smal
     assert [m.type for m in obj.modifiers] == ["ARMATURE"] and obj.modifiers[0].object.name == "rig"
     assert obj.vertex_groups.keys() == ["head"] and obj.data.uv_layers.keys() == ["UVMap"]
     assert [m.name for m in obj.data.materials] == ["skin"]
-    assert len(json.loads(obj["faceforge_landmarks"])) == 68
+    markers = [bpy.data.objects[n] for n in json.loads(obj["faceforge_landmark_markers"])]
+    assert len(markers) == 68 and all(m.parent == obj and m.type == "EMPTY" for m in markers)
     # What the user sees: the evaluated mesh with a key at 1 is the key's shape.
     obj.data.shape_keys.key_blocks["mouthSmileLeft"].value = 1.0
     evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
@@ -74,8 +75,21 @@ def test_character_gets_keys_relative_to_its_basis_and_keeps_its_rig(scene, smal
     np.testing.assert_allclose(shown, keys["mouthSmileLeft"], atol=1e-4)
     obj.data.shape_keys.key_blocks["mouthSmileLeft"].value = 0.0
 
+    # The user moves the nose-tip marker and deletes another: the rerun registers from the markers.
+    from faceforge_addon import jobs
+
+    nose = markers[30]
+    nose.location = (nose.location[0] + 0.2, nose.location[1], nose.location[2])
+    moved = np.array(tuple(nose.location), dtype=np.float32)
+    bpy.data.objects.remove(markers[0])
+    job = jobs.RetargetCharacter(bpy.context)
+    np.testing.assert_allclose(job.landmarks[30], moved, atol=1e-5)
+    assert np.isnan(job.landmarks[0]).all() and np.isfinite(job.landmarks[1:]).all()
     bpy.context.scene.faceforge.character_existing_keys = "SUFFIX"
-    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}  # again, from the stored landmarks
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    markers = [bpy.data.objects.get(n) for n in json.loads(obj["faceforge_landmark_markers"])]
+    assert all(m is not None for m in markers)  # the deleted one is proposed again
+    np.testing.assert_allclose(tuple(markers[30].location), moved, atol=1e-4)  # the edit is kept
     keys = _keys(obj)
     np.testing.assert_array_equal(keys["jawOpen"], sculpt)
     assert "jawOpen_FF" in keys and len(keys) == 2 + 52

@@ -202,9 +202,10 @@ def register_character(
     # The character in the template frame: all later geometry is in metres there.
     local = Surface(similarity.apply(v), f)
     start = fit.vertices.astype(np.float64)
-    if not edited:
-        # Proposed on the fitted head, whose features already sit near the character's.
-        landmarks = similarity.inverse(local.points(local.closest(start[template.landmarks])))
+    # Proposed on the fitted head, whose features already sit near the character's; edited
+    # landmarks keep their places and unknown (NaN) ones take the proposed.
+    proposed = similarity.inverse(local.points(local.closest(start[template.landmarks])))
+    landmarks = proposed if not edited else np.where(np.isfinite(landmarks), landmarks, proposed)
     lm_local = similarity.apply(landmarks)
     timings["identity fit"] = time.perf_counter() - clock
 

@@ -55,6 +55,7 @@ def retarget(
     return {
         "deltas": keys.deltas.astype(np.float32),
         "landmarks": corr.landmarks.astype(np.float32),
+        "landmark_names": list(model.metadata["landmark_names"]["ibug68"]),
         "names": keys.names,
         "profile": chosen.name,
         "parts": keys.figures["parts"],
