@@ -31,6 +31,30 @@ def _triangles(mesh) -> np.ndarray:
     return out.reshape(-1, 3)
 
 
+#: The backend's part kinds; a vertex group ``faceforge_<kind>`` (e.g. ``faceforge_eye_left``) assigns
+#: its vertices (weight above one half) to that part, overriding what is found.
+PART_KINDS = ("skin", "attached", "eye_left", "eye_right", "lower", "held")
+PART_GROUP = "faceforge_"
+
+
+def assigned_parts(obj) -> np.ndarray | None:
+    """``(V,)`` int8 part index per vertex from the ``faceforge_<kind>`` vertex groups (-1: not
+    assigned), or None when the character has no such group."""
+    groups = {
+        g.index: PART_KINDS.index(g.name[len(PART_GROUP) :].lower())
+        for g in obj.vertex_groups
+        if g.name.lower().startswith(PART_GROUP) and g.name[len(PART_GROUP) :].lower() in PART_KINDS
+    }
+    if not groups:
+        return None
+    out = np.full(len(obj.data.vertices), -1, dtype=np.int8)
+    for vertex in obj.data.vertices:
+        for element in vertex.groups:
+            if element.group in groups and element.weight > 0.5:
+                out[vertex.index] = groups[element.group]
+    return out
+
+
 #: Collection holding the landmark markers of every character.
 MARKERS = "FaceForge Landmarks"
 
@@ -107,11 +131,14 @@ class RetargetCharacter(Job):
             )
         self.faces = _triangles(mesh)
         self.landmarks = read_markers(self.obj)
+        self.parts = assigned_parts(self.obj)
 
     def request(self):
         arrays = {"vertices": self.basis, "faces": self.faces}
         if self.landmarks is not None and self.landmarks.shape == (68, 3):
             arrays["landmarks"] = self.landmarks
+        if self.parts is not None:
+            arrays["parts"] = self.parts
         return "topology.retarget", {"profile": self.profile}, arrays
 
     def apply(self, result):

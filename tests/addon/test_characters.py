@@ -112,3 +112,25 @@ def test_a_cube_gets_one_clear_error_and_nothing_changes(scene, small_model_path
     with pytest.raises(RuntimeError, match="no face found|lie on the face"):
         bpy.ops.faceforge.retarget_character()
     assert cube.data.shape_keys is None
+
+
+def test_vertex_groups_assign_parts(scene, small_model_path, character):
+    obj, test, _ = character
+    bpy.context.scene.faceforge.model_path = str(small_model_path)
+    lower_face = np.flatnonzero(test.vertices[:, 1] < np.percentile(test.vertices[:, 1], 30))  # Y up
+    group = obj.vertex_groups.new(name="faceforge_held")
+    group.add(lower_face.tolist(), 1.0, "REPLACE")
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    keys = _keys(obj)
+    jaw = np.linalg.norm(
+        keys["jawOpen_FF" if "jawOpen_FF" in keys else "mouthSmileLeft"] - keys["Basis"], axis=1
+    )
+    assert jaw[lower_face].max() == 0.0  # the user's held vertices keep still
+    assert jaw.max() > 0.1
+
+
+def test_the_addon_names_the_backends_part_kinds(faceforge):
+    from faceforge.topology.parts import PART_KINDS
+    from faceforge_addon.jobs import characters
+
+    assert characters.PART_KINDS == PART_KINDS

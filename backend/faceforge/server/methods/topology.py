@@ -22,6 +22,12 @@ __all__ = ["retarget"]
             ("float32", "float64"), ("V", 3), doc="the character's basis (V, 3), its units"
         ),
         "faces": ArraySpec(("int32", "int64"), ("F", 3), doc="its triangles (F, 3), every part"),
+        "parts": ArraySpec(
+            ("int8", "int16", "int32", "int64"),
+            ("V",),
+            required=False,
+            doc="the user's part per vertex (V,): an index into PART_KINDS, -1 = found automatically",
+        ),
         "landmarks": ArraySpec(
             ("float32", "float64"),
             (68, 3),
@@ -36,6 +42,7 @@ def retarget(
     vertices: np.ndarray,
     faces: np.ndarray,
     landmarks: np.ndarray | None = None,
+    parts: np.ndarray | None = None,
     profile: str = "arkit",
 ) -> dict:
     """Register the loaded model's head onto the character and make the profile's keys on it.
@@ -43,13 +50,28 @@ def retarget(
     Returns ``deltas (K, V, 3)`` float32 offsets from the basis (the character's units), the key
     ``names``, the proposed or used ``landmarks (68, 3)``, the part of each vertex and the figures.
     """
+    from faceforge.errors import FaceForgeError
+    from faceforge.topology.parts import PART_KINDS
     from faceforge.topology.profiles import load_profile
     from faceforge.topology.retarget import retarget_character
 
     model = _model(ctx)
     chosen = load_profile(profile, model.expression_names, list(model.metadata["regions"]))
+    assigned = None
+    if parts is not None:
+        if parts.min(initial=-1) < -1 or parts.max(initial=-1) >= len(PART_KINDS):
+            raise FaceForgeError(f"part indices run from -1 (found) to {len(PART_KINDS) - 1} ({PART_KINDS})")
+        assigned = {
+            kind: np.flatnonzero(parts == k) for k, kind in enumerate(PART_KINDS) if (parts == k).any()
+        }
     result = retarget_character(
-        model, vertices.astype(np.float64), faces.astype(np.int64), chosen, landmarks, progress=ctx.progress
+        model,
+        vertices.astype(np.float64),
+        faces.astype(np.int64),
+        chosen,
+        landmarks,
+        assigned_parts=assigned,
+        progress=ctx.progress,
     )
     corr, keys = result.correspondence, result.keys
     return {
