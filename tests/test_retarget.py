@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from faceforge.data.gltf import read_glb, write_glb
 from faceforge.errors import Cancelled, FaceForgeError
+from faceforge.topology import Surface, Template
 from faceforge.topology.evaluation import Y_UP_CM, evaluate_retarget, make_test_character, subdivide
 from faceforge.topology.parts import gaze_rotation
 from faceforge.topology.profiles import PRESETS, load_profile
@@ -259,3 +260,20 @@ def test_an_artists_character_gets_keys_like_its_own(small_model):
     assert figures["median"] < 0.9, figures["median"]
     assert figures["per_key"]["jawOpen"]["relative_rms"] < 0.6
     assert result.keys.figures["held_vertex_motion_mm"] == 0.0
+
+
+def test_model_fit_accepts_a_scan_of_another_topology(small_model, small_model_path, tmp_path):
+    from faceforge.cli import main
+    from faceforge.data.meshio import read_mesh, write_obj
+
+    character = make_test_character(small_model, seed=5, remeshed=True)
+    scan = tmp_path / "scan.obj"
+    write_obj(scan, character.vertices, character.faces)
+    out = tmp_path / "fit.obj"
+    args = ["model", "fit", str(scan), "--units", "cm", "--model", str(small_model_path), "--out", str(out)]
+    assert main([*args, "--json", "--quiet"]) == 0
+    fitted, faces = read_mesh(out)
+    assert fitted.shape == (small_model.n_vertices, 3)
+    # The fitted head in FaceForge's topology lies on the scan (centimetres, the scan's frame).
+    surface = Surface(character.vertices, character.faces)
+    assert surface.closest(fitted[Template.from_model(small_model).skin]).distances.mean() < 0.1  # 1 mm

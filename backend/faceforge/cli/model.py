@@ -96,6 +96,7 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
     import torch
 
     from faceforge.data.meshio import read_mesh, write_obj
+    from faceforge.errors import FaceForgeError
     from faceforge.model.fitting import UNIT_SCALES, fit_scan
     from faceforge.outputs import check_output
     from faceforge.progress import TerminalProgress
@@ -107,32 +108,57 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.scan).with_name(Path(args.scan).stem + "_fit.obj")
     check_output(out, inputs=[args.scan], force=args.force)  # before any work
-    vertices, _ = read_mesh(args.scan)
+    vertices, scan_faces = read_mesh(args.scan)
     scale = UNIT_SCALES[args.units]
     weights = None
     if args.weights:
         weights = np.loadtxt(args.weights, dtype=np.float64).reshape(-1)
     bar = TerminalProgress("faceforge model fit", enabled=not (args.quiet or args.json))
+    other_topology = len(vertices) != model.n_vertices
+    if other_topology and weights is not None:
+        raise FaceForgeError("--weights needs a scan in the model's topology (one weight per model vertex)")
     try:
+        scan = vertices * scale
+        if other_topology:
+            # Any topology: register the template onto the scan, fit to the registered skin.
+            from faceforge.topology import Template, register_character
+
+            registration = register_character(model, vertices, scan_faces, progress=bar)
+            scan = registration.similarity.inverse(registration.registered) * scale
+            weights = Template.from_model(model).skin.astype(np.float64)
         result = fit_scan(
-            model, vertices * scale, weights, use_flows=not args.no_flows, prior_weight=args.prior_weight,
+            model, scan, weights, use_flows=not args.no_flows, prior_weight=args.prior_weight,
             progress=bar,
         )  # fmt: skip
     finally:
         bar.close()
     write_obj(out, result.vertices / scale, model.faces.cpu().numpy())
+    surface_mm = None
+    if other_topology:
+        from faceforge.topology import Surface
+
+        skin = weights > 0
+        hit = Surface(vertices * scale, scan_faces).closest(result.vertices[skin])
+        surface_mm = float(hit.distances.mean() * 1e3)
     payload = {
         "model": str(path),
         "scan": str(args.scan),
         "fitted": str(out),
         "error_mm": result.error_mm,
+        "point_to_surface_mm": surface_mm,
         "w_id": result.w_id.tolist(),
         "w_ex": result.w_ex.tolist(),
         "z_id": None if result.z_id is None else result.z_id.tolist(),
         "z_ex": None if result.z_ex is None else result.z_ex.tolist(),
         "log_prob": float(model.log_prob(as_tensor(result.w_id), as_tensor(result.w_ex)).detach()[0]),
     }
-    _print(payload, args.json, [f"fitted {args.scan} -> {out}: mean error {result.error_mm:.3f} mm"])
+    lines = [f"fitted {args.scan} -> {out}: mean error {result.error_mm:.3f} mm"]
+    if surface_mm is not None:
+        lines.append(
+            f"another topology ({len(vertices)} vertices): "
+            f"the fitted skin lies {surface_mm:.3f} mm from the scan"
+        )
+    _print(payload, args.json, lines)
     return 0
 
 
@@ -185,7 +211,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     model_sample.set_defaults(func=_cmd_model_sample)
 
     model_fit = model.add_parser("fit", help="fit the model to a scan in its topology (OBJ or PLY)")
-    model_fit.add_argument("scan", help="mesh with the model's vertices in order")
+    model_fit.add_argument(
+        "scan", help="scan mesh: the model's vertices in order, or any topology (registered first)"
+    )
     model_fit.add_argument("--model", help="model file (default: the cached all-ages model)")
     model_fit.add_argument("--small", action="store_true", help="use the cached small model")
     model_fit.add_argument("--units", choices=("m", "cm", "mm", "in"), default="m", help="units of the scan")
