@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from faceforge.data.gltf import read_glb, write_glb
 from faceforge.errors import Cancelled, FaceForgeError
-from faceforge.topology import Surface, Template
+from faceforge.topology import Surface, Template, register_character
 from faceforge.topology.evaluation import Y_UP_CM, evaluate_retarget, make_test_character, subdivide
 from faceforge.topology.parts import gaze_rotation
 from faceforge.topology.profiles import PRESETS, load_profile
@@ -277,3 +278,26 @@ def test_model_fit_accepts_a_scan_of_another_topology(small_model, small_model_p
     # The fitted head in FaceForge's topology lies on the scan (centimetres, the scan's frame).
     surface = Surface(character.vertices, character.faces)
     assert surface.closest(fitted[Template.from_model(small_model).skin]).distances.mean() < 0.1  # 1 mm
+
+
+def _cheek_vertex(small_model, character) -> int:
+    """The character vertex nearest the subject's right cheek (template frame: -X, between eye and mouth)."""
+    lm = np.asarray(small_model.metadata["landmarks"]["ibug68"])
+    with torch.no_grad():
+        neutral = small_model.decode(character.w_id[None], small_model.neutral_expression)[0].numpy()
+    cheek = (neutral[lm[36:42]].mean(0) + neutral[lm[48]]) / 2 + np.array([-0.012, 0.0, 0.0])
+    return int(np.argmin(np.linalg.norm(character.vertices - character.to_character(cheek), axis=1)))
+
+
+def test_a_hole_or_a_non_manifold_edge_across_the_face_is_one_clear_error(small_model):
+    character = make_test_character(small_model, seed=5)
+    v, f = character.vertices, character.faces
+    cheek = _cheek_vertex(small_model, character)
+    near = np.linalg.norm(v - v[cheek], axis=1) < 0.8  # centimetres
+    holed = f[~near[f].any(axis=1)]
+    with pytest.raises(FaceForgeError, match="hole across the face"):
+        register_character(small_model, v, holed)
+    a, b = next((t[0], t[1]) for t in f if t[0] == cheek or t[1] == cheek)
+    fin = np.vstack([f, [[a, b, len(v)]]])
+    with pytest.raises(FaceForgeError, match="non-manifold"):
+        register_character(small_model, np.vstack([v, v[[a]] + [0.0, 0.0, 0.3]]), fin)

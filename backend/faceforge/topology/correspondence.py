@@ -19,6 +19,7 @@ from faceforge.data.geometry import connected_components, triangle_areas
 from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 from faceforge.topology.align import Similarity, coarse_alignment, umeyama
+from faceforge.topology.checks import boundary_edges, check_face_surface
 from faceforge.topology.nricp import NonRigidICP
 from faceforge.topology.surface import BarycentricMap, Surface
 from faceforge.topology.template import Template
@@ -249,6 +250,9 @@ def register_character(
             f"only {int(face.sum())} of the character's vertices lie on the face FaceForge registered; "
             f"at least {MIN_FACE_VERTICES} are needed (is the mesh a head, and fine enough?)"
         )
+    skin_tris = template.faces[template.skin[template.faces].all(1)]
+    own_boundary = registered[np.unique(boundary_edges(skin_tris))]
+    defects = check_face_surface(local.vertices, f, face, lm_local, own_boundary)
     timings["correspondence"] = time.perf_counter() - clock
     report(progress, total, total, "registered")
     matched = result.weights > 0
@@ -267,6 +271,7 @@ def register_character(
         # alignment's own scale fitted better (a head no real size explains).
         "unit": unit,
         "identity_residual_mm": residual * 1e3,
+        "open_edges_on_face_mm": defects["open_edge_length_m"] * 1e3,
     }
     return Correspondence(
         similarity=similarity,
