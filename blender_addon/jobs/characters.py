@@ -33,7 +33,7 @@ def _triangles(mesh) -> np.ndarray:
 
 #: The backend's part kinds; a vertex group ``faceforge_<kind>`` (e.g. ``faceforge_eye_left``) assigns
 #: its vertices (weight above one half) to that part, overriding what is found.
-PART_KINDS = ("skin", "attached", "eye_left", "eye_right", "lower", "held")
+PART_KINDS = ("skin", "attached", "eye_left", "eye_right", "lower", "held", "tongue")
 PART_GROUP = "faceforge_"
 
 

@@ -232,6 +232,12 @@ def evaluate_retarget(
                 "truth_mm": _lid_gap(lm_on, rest + truth[k], character.faces, pairs) / scale * 1e3,
                 "open_mm": _lid_gap(lm_on, character.vertices, character.faces, pairs) / scale * 1e3,
             }
+    tongue = result.keys.parts.kind == "tongue"
+    tongue_out = None
+    if "tongueOut" in names and tongue.any():
+        k = names.index("tongueOut")
+        d_true = truth[k][tongue]
+        tongue_out = float(np.sqrt(((ours[k][tongue] - d_true) ** 2).sum() / max((d_true**2).sum(), 1e-30)))
     errors = np.array(list(per_key.values())) if per_key else np.zeros(1)
     worst = max(per_key, key=per_key.get) if per_key else None
     return {
@@ -246,6 +252,8 @@ def evaluate_retarget(
         "transfer_per_key": per_key,
         "transfer_small_keys": small,
         "lid_gap": lids,
+        # tongueOut on the character's tongue (relative RMS over its vertices).
+        "tongue_out_on_tongue": tongue_out,
         # The true head folds too (a closed upper lid creases): count the flips it does not have.
         "flipped_triangles_max": int(flipped.sum(1).max()),
         "flipped_triangles_truth_max": int(true_flips.sum(1).max()),

@@ -23,8 +23,11 @@ __all__ = ["PART_KINDS", "Parts", "find_parts", "gaze_rotation", "GAZE_DEGREES"]
 
 #: What a character vertex can be. ``skin``: deformation transfer; ``attached``: follows the skin
 #: displacement under it; ``eye_left``/``eye_right``: rotates about the eye centre; ``lower``:
-#: carried rigidly by the jaw (lower teeth, tongue); ``held``: keeps its place.
-PART_KINDS = ("skin", "attached", "eye_left", "eye_right", "lower", "held")
+#: carried rigidly by the jaw (lower teeth); ``tongue``: the jaw's motion plus the template tongue's
+#: own (``tongueOut``); ``held``: keeps its place.
+PART_KINDS = ("skin", "attached", "eye_left", "eye_right", "lower", "held", "tongue")
+#: A mouth part lying this close (median, metres) to the registered template's tongue is a tongue.
+TONGUE_DISTANCE = 0.004
 
 #: Eye rotation of an ``eyeLook*`` key at weight 1 (degrees), the range face rigs commonly give
 #: the ARKit gaze keys. A profile's gain scales it per key.
@@ -77,6 +80,7 @@ def find_parts(
     face: np.ndarray,
     landmarks: np.ndarray,
     assigned: dict[str, np.ndarray] | None = None,
+    tongue: np.ndarray | None = None,
 ) -> Parts:
     """Label every character vertex with its part.
 
@@ -86,6 +90,7 @@ def find_parts(
         face: ``(V,)`` bool, vertices on the face the template registered.
         landmarks: ``(68, 3)`` iBUG landmarks on the character (template frame).
         assigned: optional part kind -> vertex indices (a user's vertex groups); these win.
+        tongue: ``(T, 3)`` the template's tongue registered into the character (template frame).
 
     Returns:
         :class:`Parts`. A component with face vertices and vertices off the face is ``skin``; one
@@ -126,6 +131,10 @@ def find_parts(
         ):
             # Teeth and tongue behind the lips (their tips may come near the lips' inside).
             kind[members] = "lower" if centroid[2] < corners_z else "held"
+            if tongue is not None and len(tongue):
+                gap = np.linalg.norm(p[:, None] - tongue[None], axis=2).min(axis=1)
+                if np.median(gap) < TONGUE_DISTANCE:
+                    kind[members] = "tongue"
         elif on_face.all():
             kind[members] = "attached"
         elif on_face.any() and on_face.sum() >= 0.05 * len(members):

@@ -138,7 +138,15 @@ def transfer_expressions(
     template = Template.from_model(model)
     sim = correspondence.similarity
     local = sim.apply(v)
-    parts = find_parts(local, f, correspondence.face, sim.apply(correspondence.landmarks), assigned_parts)
+    tongue_ids = template.regions.get("tongue", np.zeros(0, dtype=np.int64))
+    parts = find_parts(
+        local,
+        f,
+        correspondence.face,
+        sim.apply(correspondence.landmarks),
+        assigned_parts,
+        tongue=correspondence.registered[tongue_ids],
+    )
     rest, deformed = expression_sources(model, correspondence, names, identity)
     deformed = rest[None] + gains[:, None, None] * (deformed - rest[None])
     skin_faces = np.flatnonzero(template.skin[template.faces].all(1))
@@ -178,7 +186,12 @@ def transfer_expressions(
     attached = np.flatnonzero(parts.kind == "attached")
     attached_map = registered.closest(local[attached]) if len(attached) else None
     lower = parts.indices("lower")
-    jaw = _jaw_motion(template, rest, deformed) if len(lower) else []
+    tongue = parts.indices("tongue")
+    jaw = _jaw_motion(template, rest, deformed) if len(lower) or len(tongue) else []
+    if len(tongue):
+        # Each tongue vertex follows the template tongue vertex nearest it on the registered head.
+        placed = correspondence.registered[tongue_ids]
+        nearest = tongue_ids[np.argmin(np.linalg.norm(local[tongue][:, None] - placed[None], axis=2), axis=1)]
     for start in range(0, len(names), KEY_CHUNK):
         stop = min(start + KEY_CHUNK, len(names))
         report(progress, start + 1, len(names) + 1, f"keys {start + 1}-{stop} of {len(names)}")
@@ -195,6 +208,10 @@ def transfer_expressions(
             if len(lower):
                 r, t = jaw[key]
                 new_local[k, lower] = apply_rigid(local[lower], r, t)
+            if len(tongue):
+                r, t = jaw[key]
+                own = deformed[key, nearest] - apply_rigid(rest[nearest], r, t)  # beyond the jaw's
+                new_local[k, tongue] = apply_rigid(local[tongue], r, t) + own
             for side, centre in parts.eye_centres.items():
                 rot = gaze_rotation(names[key], side, float(gains[key]))
                 if rot is not None:
