@@ -3,6 +3,11 @@
 :class:`Template` (the head, its regions, landmarks and masks), :class:`Surface` (closest points,
 barycentric maps), :func:`register_character` (alignment, identity fit, non-rigid ICP) and the
 :class:`Correspondence` it returns. Retargeting, scan fitting of any topology and capture use it.
+
+Modules: ``surface``, ``template``, ``align``, ``nricp``, ``correspondence``, ``checks`` (holes and
+non-manifold edges across the face) — the registration; ``parts``, ``transfer`` (deformation
+transfer), ``profiles`` (key names), ``retarget`` — the keys; ``evaluation``, ``artist``,
+``render``, ``bench`` — ``faceforge eval|bench retarget``.
 """
 
 from faceforge.topology.align import Similarity, umeyama
