@@ -50,7 +50,9 @@ def character(scene, small_model):
     return obj, test, sculpt
 
 
-def test_character_gets_keys_relative_to_its_basis_and_keeps_its_rig(scene, small_model_path, character):
+def test_character_gets_keys_relative_to_its_basis_and_keeps_its_rig(
+    scene, small_model_path, character, tmp_path
+):
     obj, test, sculpt = character
     bpy.context.scene.faceforge.model_path = str(small_model_path)
     assert bpy.context.scene.faceforge.character_existing_keys == "KEEP"
@@ -97,6 +99,21 @@ def test_character_gets_keys_relative_to_its_basis_and_keeps_its_rig(scene, smal
     assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
     assert not np.allclose(_keys(obj)["jawOpen"], sculpt)
     bpy.context.scene.faceforge.character_existing_keys = "KEEP"
+
+    # Saved, closed and reopened: the keys, the rig and the markers are all there.
+    saved = _keys(obj)
+    path = str(tmp_path / "hero.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    hero = bpy.data.objects["hero"]
+    reopened = _keys(hero)
+    assert list(reopened) == list(saved)
+    for name in saved:
+        np.testing.assert_array_equal(reopened[name], saved[name])
+    assert [m.type for m in hero.modifiers] == ["ARMATURE"] and hero.modifiers[0].object.name == "rig"
+    names = json.loads(hero["faceforge_landmark_markers"])
+    assert all(bpy.data.objects[n].parent == hero for n in names)
 
 
 def test_a_cube_gets_one_clear_error_and_nothing_changes(scene, small_model_path):
