@@ -91,7 +91,9 @@ def load_artifact(
     try:
         with zipfile.ZipFile(path) as archive:
             bad_entry = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    # A damaged header may also claim encryption (RuntimeError) or an unknown compression method
+    # (NotImplementedError): both are damage, not a program error.
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as error:
         raise FaceForgeError(
             f"{path} is not a FaceForge {what} ({size} bytes, not a readable archive: {type(error).__name__})"
         ) from error
