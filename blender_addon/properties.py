@@ -92,6 +92,7 @@ class FaceForgeSceneSettings(PropertyGroup):
         items=(
             ("KEEP", "Keep", "Keep the mesh's own key and skip that expression"),
             ("REPLACE", "Replace", "Overwrite the mesh's own key with the fitted expression"),
+            ("SUFFIX", "Suffix", "Keep the mesh's own key and add the fitted expression as name_FF"),
         ),
         default="KEEP",
     )
@@ -269,7 +270,11 @@ class FaceForgeObjectSettings(PropertyGroup):
     is_face: BoolProperty(name="FaceForge Face", default=False, options={"HIDDEN"})
     kind: StringProperty(name="Kind", default="", options={"HIDDEN"})  # "generated", "scan", "preview"
     z_id_json: StringProperty(name="Latent Identity", default="", options={"HIDDEN"})
+    #: The shape key holding each of the model's expressions in ``model_names_json`` ("" where the
+    #: object has none: the user kept a key of their own with that name).
     key_names_json: StringProperty(name="Shape Keys", default="", options={"HIDDEN"})
+    #: The model's expression names, in the model's order; empty in older files: the key names.
+    model_names_json: StringProperty(name="Expressions", default="", options={"HIDDEN"})
     topology_hash: StringProperty(name="Topology", default="", options={"HIDDEN"})
     source: StringProperty(name="Source", default="", options={"HIDDEN"})  # e.g. the pair of an in-between
 
@@ -277,9 +282,26 @@ class FaceForgeObjectSettings(PropertyGroup):
     def z_id(self) -> list[float]:
         return json.loads(self.z_id_json) if self.z_id_json else []
 
+    def _lists(self) -> tuple[list[str], list[str]]:
+        blocks = json.loads(self.key_names_json) if self.key_names_json else []
+        names = json.loads(self.model_names_json) if self.model_names_json else blocks
+        return (names, blocks) if len(names) == len(blocks) else (blocks, blocks)
+
     @property
     def key_names(self) -> list[str]:
-        return json.loads(self.key_names_json) if self.key_names_json else []
+        """The shape keys FaceForge wrote (block names, e.g. ``jawOpen_FF``), in the model's order."""
+        return [b for b in self._lists()[1] if b]
+
+    @property
+    def model_names(self) -> list[str]:
+        """The model's expression names (all of them, with or without a key on this object)."""
+        return self._lists()[0]
+
+    @property
+    def key_map(self) -> dict[str, str]:
+        """The model's expression name -> the shape key that holds it (expressions without one left out)."""
+        names, blocks = self._lists()
+        return {n: b for n, b in zip(names, blocks, strict=True) if b}
 
 
 class FaceForgeJobState(PropertyGroup):

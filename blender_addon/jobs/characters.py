@@ -8,10 +8,7 @@ import bpy
 import numpy as np
 
 from .. import mesh as meshes
-from .base import FaceForgeInputError, Job
-
-#: Suffix of a FaceForge key written beside a key of the character's own with the same name.
-SUFFIX = "_FF"
+from .base import SUFFIX, FaceForgeInputError, Job
 
 
 def _character(obj, what: str):

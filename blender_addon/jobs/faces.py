@@ -9,7 +9,20 @@ import bpy
 import numpy as np
 
 from .. import mesh as meshes
-from .base import FaceForgeInputError, Job, _check_topology, _face, _mark, _model_mesh, _new_faces
+from .base import (
+    FaceForgeInputError,
+    Job,
+    _check_topology,
+    _face,
+    _mark,
+    _model_mesh,
+    _new_faces,
+    key_targets,
+    metres_per_unit,
+    model_key_values,
+    new_metric_object,
+    set_model_key_values,
+)
 
 
 class GenerateFace(Job):
@@ -80,9 +93,17 @@ class UpdateIdentity(Job):
     def apply(self, result):
         arrays, names = result["arrays"], result["names"]
         _check_topology(self.obj, arrays["neutral"].shape[1], self.label)
-        meshes.write_rig(self.obj, arrays["neutral"][0], names, arrays["keys"][0])
-        _mark(self.obj, self.obj.faceforge.kind or "generated", arrays["z_id"][0], names)
-        self.message = f"{self.obj.name}: new identity, {len(names)} shape keys updated"
+        per_metre = 1.0 / metres_per_unit(self.context, self.obj, self.label)
+        targets = key_targets(self.obj, names)  # the keys it has; never a key of the user's own
+        written = [k for k, t in enumerate(targets) if t is not None]
+        meshes.write_rig(
+            self.obj,
+            arrays["neutral"][0] * per_metre,
+            [targets[k] for k in written],
+            arrays["keys"][0][written] * per_metre,
+        )
+        _mark(self.obj, self.obj.faceforge.kind or "generated", arrays["z_id"][0], names, keys=targets)
+        self.message = f"{self.obj.name}: new identity, {len(written)} shape keys updated"
         return self.obj
 
 
@@ -110,13 +131,14 @@ class RandomExpression(Job):
         if self.exact:
             blocks = self.obj.data.shape_keys.key_blocks
             block = blocks.get(self.SAMPLED) or self.obj.shape_key_add(name=self.SAMPLED, from_mix=False)
-            block.data.foreach_set("co", np.ascontiguousarray(arrays["vertices"], np.float32).ravel())
-            meshes.set_key_values(self.obj, names, np.zeros(len(names)))
+            vertices = arrays["vertices"] / metres_per_unit(self.context, self.obj, self.label)
+            block.data.foreach_set("co", np.ascontiguousarray(vertices, np.float32).ravel())
+            set_model_key_values(self.obj, names, np.zeros(len(names)))
             block.value = 1.0
             self.obj.data.update()
             self.message = f"{self.obj.name}: exact sampled expression in the '{self.SAMPLED}' key"
         else:
-            meshes.set_key_values(self.obj, names, arrays["values"])
+            set_model_key_values(self.obj, names, arrays["values"])
             self.message = (
                 f"{self.obj.name}: {int((arrays['values'] > 0.01).sum())} keys set; they reproduce the "
                 f"sample to {result['rms_mm']:.2f} mm RMS"
@@ -141,7 +163,7 @@ class Neutralize(Job):
     def request(self):
         if not self.needs_model:
             return "ping", {}, None
-        return "model.rig_scan", {}, {"scan": meshes.read_vertices(self.obj.data)}
+        return "model.rig_scan", {}, {"scan": _scan_in_metres(self.context, self.obj, self.label)}
 
     def apply(self, result):
         if not self.needs_model:
@@ -155,7 +177,8 @@ class Neutralize(Job):
         arrays = result["arrays"]
         _check_topology(self.obj, len(arrays["neutral"]), self.label)
         mesh = self.obj.data
-        neutral = np.ascontiguousarray(arrays["neutral"], np.float32)
+        per_metre = 1.0 / metres_per_unit(self.context, self.obj, self.label)
+        neutral = np.ascontiguousarray(arrays["neutral"] * per_metre, np.float32)
         if mesh.shape_keys is not None:
             reference = mesh.shape_keys.reference_key
             old = meshes.read_key(reference)
@@ -179,19 +202,13 @@ class ApplyToSelected(Job):
         super().__init__(context)
         self.obj = _model_mesh(obj or context.active_object, self.label)
         #: What happens to a shape key of the user's own with an expression's name: KEEP it (and
-        #: skip that expression) or REPLACE it.
+        #: skip that expression), REPLACE it, or SUFFIX (the expression beside it as ``name_FF``).
         self.existing = existing or context.scene.faceforge.existing_keys
+        if self.existing not in ("KEEP", "REPLACE", "SUFFIX"):
+            raise FaceForgeInputError(f"{self.label}: existing keys must be KEEP, REPLACE or SUFFIX")
 
     def request(self):
-        return "model.rig_scan", {}, {"scan": meshes.read_vertices(self.obj.data)}
-
-    def _own_keys(self, names: list[str]) -> list[str]:
-        """Keys of ``names`` the mesh already has and FaceForge did not write (the user's own)."""
-        shape_keys = self.obj.data.shape_keys
-        if shape_keys is None:
-            return []
-        ours = set(self.obj.faceforge.key_names) if self.obj.faceforge.is_face else set()
-        return [n for n in names if n in shape_keys.key_blocks and n not in ours]
+        return "model.rig_scan", {}, {"scan": _scan_in_metres(self.context, self.obj, self.label)}
 
     def apply(self, result):
         arrays, names = result["arrays"], result["names"]
@@ -199,17 +216,29 @@ class ApplyToSelected(Job):
         basis = meshes.read_vertices(self.obj.data)
         if self.obj.data.shape_keys is not None:
             basis = meshes.read_key(self.obj.data.shape_keys.reference_key)
-        keys = basis[None] + (arrays["keys"] - arrays["neutral"][None])
-        own = self._own_keys(names) if self.existing == "KEEP" else []
-        written = [k for k, n in enumerate(names) if n not in own]
-        names = [names[k] for k in written]
-        meshes.write_rig(self.obj, basis, names, keys[written])
-        _mark(self.obj, "scan", arrays["z_id"][0], names)
-        self.message = f"{self.obj.name}: {len(names)} expression keys, fitted to {result['error_mm']:.2f} mm"
-        if own:
-            shown = ", ".join(own[:4]) + (f" and {len(own) - 4} more" if len(own) > 4 else "")
-            self.message += f"; kept your own {shown} (Existing Keys: Replace overwrites them)"
+        per_metre = 1.0 / metres_per_unit(self.context, self.obj, self.label)
+        keys = basis[None] + (arrays["keys"] - arrays["neutral"][None]) * per_metre
+        targets = key_targets(self.obj, names, self.existing)
+        written = [k for k, t in enumerate(targets) if t is not None]
+        kept = [n for n, t in zip(names, targets, strict=True) if t is None]
+        beside = [t for n, t in zip(names, targets, strict=True) if t is not None and t != n]
+        meshes.write_rig(self.obj, basis, [targets[k] for k in written], keys[written])
+        _mark(self.obj, "scan", arrays["z_id"][0], names, keys=targets)
+        self.message = (
+            f"{self.obj.name}: {len(written)} expression keys, fitted to {result['error_mm']:.2f} mm"
+        )
+        if kept:
+            shown = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+            self.message += f"; kept your own {shown} (Existing Keys: Replace or Suffix writes them)"
+        if beside:
+            shown = ", ".join(beside[:4]) + (f" and {len(beside) - 4} more" if len(beside) > 4 else "")
+            self.message += f"; beside your own keys: {shown}"
         return self.obj
+
+
+def _scan_in_metres(context, obj, what: str) -> np.ndarray:
+    """``(V, 3)`` float32 vertices of a scan in metres (its local coordinates in the scene's units)."""
+    return meshes.read_vertices(obj.data) * np.float32(metres_per_unit(context, obj, what))
 
 
 def _made_from(source: str, kind: str) -> list:
@@ -246,11 +275,6 @@ class Interpolate(Job):
         z0 = np.asarray(self.start.faceforge.z_id, np.float32)
         z1 = np.asarray(self.end.faceforge.z_id, np.float32)
         self.z = ((1.0 - self.nu)[:, None] * z0 + self.nu[:, None] * z1).astype(np.float32)
-        self.values = [
-            (1.0 - t) * meshes.key_values(self.start, self.start.faceforge.key_names)
-            + t * meshes.key_values(self.end, self.start.faceforge.key_names)
-            for t in self.nu
-        ]
         self.source = f"{self.start.name} -> {self.end.name}"
 
     def request(self):
@@ -265,7 +289,11 @@ class Interpolate(Job):
         for obj in _made_from(self.source, "inbetween"):
             meshes.remove_object(obj)  # re-running replaces the in-betweens of this pair
         names = [f"{self.start.name} {int(round(100 * t))}%" for t in self.nu]
-        created = _new_faces(self.context, names, result, "inbetween", self.source, self.values)
+        expressions = result["names"]  # the in-betweens' key values: the ends' blended, by expression
+        first = model_key_values(self.start, expressions)
+        last = model_key_values(self.end, expressions)
+        values = [(1.0 - t) * first + t * last for t in self.nu]
+        created = _new_faces(self.context, names, result, "inbetween", self.source, values)
         for obj, t in zip(created, self.nu, strict=True):
             obj.location = (1.0 - t) * self.start.location + t * self.end.location
         self.message = f"{len(created)} in-between faces"
@@ -279,9 +307,11 @@ class Interpolate(Job):
         for block in [b for b in shape_keys.key_blocks if b.name.startswith("Blend ")]:
             obj.shape_key_remove(block)  # re-running replaces the blend
         frames = np.linspace(self.frame_start, self.frame_end, len(self.nu) + 1)
+        per_metre = 1.0 / metres_per_unit(self.context, obj, self.label)
         for k, name in enumerate(key_names):
             block = obj.shape_key_add(name=name, from_mix=False)
-            block.data.foreach_set("co", np.ascontiguousarray(arrays["neutral"][k], np.float32).ravel())
+            neutral = arrays["neutral"][k] * per_metre
+            block.data.foreach_set("co", np.ascontiguousarray(neutral, np.float32).ravel())
             # Hat functions: key k peaks at its frame, so the blend walks the latent line piece by piece
             # (the last key stays at 1 from its frame on).
             hat = [(frames[k], 0.0), (frames[k + 1], 1.0)]
@@ -310,7 +340,8 @@ class TransferPreview(Job):
         self.obj = _face(obj or context.active_object, self.label)
         self.target = settings.target_age if target_age is None else target_age
         self.intensity = settings.transfer_intensity if intensity is None else float(intensity)
-        self.values = meshes.key_values(self.obj, self.obj.faceforge.key_names)
+        # In the model's order, all of them (0 for an expression the face has no key for).
+        self.values = model_key_values(self.obj, self.obj.faceforge.model_names)
 
     def request(self):
         params = {"age_group": self.target, "intensity": self.intensity}
@@ -324,10 +355,10 @@ class TransferPreview(Job):
         loops = np.empty(len(self.obj.data.loops), dtype=np.int32)
         self.obj.data.loops.foreach_get("vertex_index", loops)  # FaceForge heads are triangle meshes
         name = f"{self.obj.name} as {self.target}"
-        preview = meshes.new_mesh_object(self.context, name, vertices, loops.reshape(-1, 3))
+        preview = new_metric_object(self.context, name, vertices, loops.reshape(-1, 3))
         preview.faceforge.kind = "preview"
         preview.faceforge.source = self.obj.name
         preview.location = self.obj.location.copy()
-        preview.location.x += 0.3
+        preview.location.x += 0.3 / self.context.scene.unit_settings.scale_length  # 30 cm aside
         self.message = f"{preview.name}: the expression on a typical {self.target} face"
         return preview

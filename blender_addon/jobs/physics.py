@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import animation
-from .base import FaceForgeInputError, Job, _face
+from .base import FaceForgeInputError, Job, _face, metres_per_unit
 from .takes import _rig_arrays, _TakeJob
 
 
@@ -25,6 +25,7 @@ class SimulateTake(_TakeJob):
         self.settings = context.scene.faceforge_physics
         s = self.settings
         self.names, self.basis, self.keys = _rig_arrays(self.obj)
+        self.metres = metres_per_unit(context, self.obj, self.label)
         self.exact = True  # the simulated skin is stored exactly: keys + point cache
         self.first = s.frame_start if frame_start is None else int(frame_start)
         self.last = s.frame_end if frame_end is None else int(frame_end)
@@ -84,6 +85,7 @@ class SimulateTake(_TakeJob):
 
     def request(self):
         s = self.settings
+        jaw = self.obj.faceforge.key_map.get("jawOpen")  # the key holding it (jawOpen_FF beside the user's)
         self.obj.data.calc_loop_triangles()
         tris = np.empty(len(self.obj.data.loop_triangles) * 3, dtype=np.int32)
         self.obj.data.loop_triangles.foreach_get("vertices", tris)
@@ -91,15 +93,15 @@ class SimulateTake(_TakeJob):
             "resolution_mm": float(s.resolution),
             "contact": bool(s.contact),
             "jaw_scale": float(s.jaw_scale),
-            "jaw_key": self.names.index("jawOpen") if "jawOpen" in self.names else -1,
+            "jaw_key": self.names.index(jaw) if jaw in self.names else -1,
             "device": str(s.device),
         }
         if self.gravity is not None:
             params["gravity"] = self.gravity
         arrays = {
-            "neutral": self.basis,
+            "neutral": self.basis * self.metres,
             "faces": tris.reshape(-1, 3),
-            "keys": self.keys,
+            "keys": self.keys * self.metres,
             "values": self.values,
         }
         if self.paralysis is not None:

@@ -8,11 +8,12 @@ import bpy
 import numpy as np
 
 from .. import mesh as meshes
-from .base import FaceForgeInputError, Job, _face
+from .base import FaceForgeInputError, Job, _face, metres_per_unit
 
 
 def _rig_arrays(obj) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``names``, basis ``(V, 3)`` and key displacements ``(E, V, 3)`` of a FaceForge face."""
+    """``names`` (shape keys), basis ``(V, 3)`` and key displacements ``(E, V, 3)`` of a FaceForge
+    face, in its local coordinates."""
     names = obj.faceforge.key_names
     blocks = obj.data.shape_keys.key_blocks if obj.data.shape_keys else {}
     names = [n for n in names if n in blocks]
@@ -33,6 +34,7 @@ class _TakeJob(Job):
         self.obj = _face(obj or context.active_object, self.label)
         self.settings = context.scene.faceforge_animate
         self.names, self.basis, self.keys = _rig_arrays(self.obj)
+        self.metres = metres_per_unit(context, self.obj, self.label)  # the backend works in metres
         fps = context.scene.render.fps / context.scene.render.fps_base
         self.fps = fps
         self.exact = self.settings.exact
@@ -46,7 +48,7 @@ class _TakeJob(Job):
         path = self.settings.model_path
         if path:
             params["path"] = bpy.path.abspath(path)
-        return params, {"neutral": self.basis, "keys": self.keys}
+        return params, {"neutral": self.basis * self.metres, "keys": self.keys * self.metres}
 
     def bake(self, result, name: str):
         from .. import animation
@@ -62,7 +64,9 @@ class _TakeJob(Job):
         strip = animation.write_take(self.obj, name, self.start, self.names, values, tolerance)
         if self.exact:  # the frames exactly: key mix + residual
             exact = (
-                self.basis[None] + np.tensordot(values.astype(np.float64), self.keys, 1) + arrays["residual"]
+                self.basis[None]
+                + np.tensordot(values.astype(np.float64), self.keys, 1)
+                + arrays["residual"] / self.metres
             )
             animation.attach_exact_cache(self.obj, name, exact, self.start, animation.cache_folder())
         rms = arrays["rms_mm"]
@@ -160,6 +164,11 @@ class TransferMotion(_TakeJob):
             raise FaceForgeInputError(
                 f"{self.label}: {self.source.name} is neither a mesh nor landmark empties"
             )
+        # Landmark empties are read in the world (scene units), a mesh in its own coordinates.
+        if self.source.type == "EMPTY":
+            metres = float(scene.unit_settings.scale_length)
+        else:
+            metres = metres_per_unit(context, self.source, self.label)
         try:
             for frame in range(first, last + 1):
                 scene.frame_set(frame)
@@ -171,7 +180,7 @@ class TransferMotion(_TakeJob):
                     points.append(meshes.read_vertices(evaluated.data))
         finally:
             scene.frame_set(current)
-        return np.asarray(points, dtype=np.float32)
+        return np.asarray(points, dtype=np.float32) * np.float32(metres)
 
     def request(self):
         params, arrays = self.common()
