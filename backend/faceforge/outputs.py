@@ -1,6 +1,7 @@
 """Where commands write: never over one of their inputs, never over an existing file unless asked
 (``--force``), never half-written.
 
+- :func:`write_atomic` writes one file under a temporary name beside it, then renames it;
 - :func:`check_output` refuses an output path that is an input, or that exists without ``force``;
 - :func:`staged_outputs` writes a command's files into a hidden folder beside their destination and
   moves them into place only when all were written: a command that fails or is killed half-way leaves
@@ -18,7 +19,27 @@ from pathlib import Path
 
 from faceforge.errors import FaceForgeError
 
-__all__ = ["check_folder", "check_output", "staged_outputs"]
+__all__ = ["check_folder", "check_output", "staged_outputs", "write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` (text is UTF-8) to ``path`` through a temporary name beside it and a rename:
+    a reader sees the old file or the new one, never a part; a failure leaves no temporary file.
+
+    Raises:
+        FaceForgeError: the file cannot be written (the OS's reason).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise FaceForgeError(f"cannot write {path}: {error.strerror or error}") from error
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _same(a: Path, b: Path) -> bool:

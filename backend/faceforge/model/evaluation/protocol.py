@@ -27,6 +27,7 @@ from faceforge.model.evaluation.metrics import (
 )
 from faceforge.model.evaluation.plots import plot_error_maps, plot_kde
 from faceforge.model.face_model import FaceModel
+from faceforge.outputs import write_atomic
 from faceforge.progress import ProgressCallback, report
 from faceforge.store import default_model_path, model_build_config
 
@@ -561,7 +562,7 @@ def evaluate_models(
             results[key] = results[protocol][key]
     results["seconds"] = round(time.perf_counter() - started, 1)
     results = _plain(results)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False))
+    write_atomic(out_dir / "results.json", json.dumps(results, indent=2, allow_nan=False))
     return results
 
 
