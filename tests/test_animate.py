@@ -59,7 +59,20 @@ def test_arc_length_resampling_gives_uniform_speed():
     steps = np.linalg.norm(np.diff(out, axis=0), axis=1)
     np.testing.assert_allclose(steps, steps.mean(), rtol=1e-3)
     with pytest.raises(FaceForgeError):
-        ss.normalize_frames(np.zeros((3, 68, 3)))
+        ss.normalize_clip(np.zeros((3, 68, 3)))
+
+
+def test_clip_normalization_keeps_the_motion_local_and_its_size():
+    """A jaw drop moves only the jaw landmarks once normalized; per-frame centring would move all."""
+    rng = np.random.default_rng(0)
+    neutral = rng.normal(0.0, 0.05, (68, 3))
+    frames = np.repeat(neutral[None], 5, axis=0)
+    frames[:, 48:68, 1] -= np.linspace(0.0, 0.02, 5)[:, None]  # the mouth falls 2 cm
+    normalized, centroid, scale = ss.normalize_clip(frames)
+    motion = (normalized - normalized[:1]) * scale
+    np.testing.assert_allclose(motion, frames - frames[:1], atol=1e-12)
+    np.testing.assert_allclose(centroid, neutral.mean(axis=0))
+    assert np.abs(motion[:, :48]).max() == 0.0
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +95,30 @@ def test_motion3dgan_generates_reproducible_motions_on_the_sphere(tiny_gan):
     path = model.interpolate("high_smile", "mouth_open", 5, seed_a=3, seed_b=1)
     np.testing.assert_allclose(path[0], a[0], atol=1e-6)
     np.testing.assert_allclose(path[-1], model.generate("mouth_open", 1, seed=1)[0], atol=1e-6)
+    # Every generated motion's apex lies the label's mean apex distance away (not its curve length).
+    for label in ("high_smile", "mouth_open"):
+        apex = np.linalg.norm(model.generate(label, 3, seed=5)[:, -1].reshape(3, -1), axis=1)
+        np.testing.assert_allclose(apex, float(model.reaches[model.labels.index(label)]), rtol=1e-5)
     clone = gan.Motion3DGAN.from_payload(model.to_payload())
     np.testing.assert_array_equal(clone.generate("eyebrow", 1, seed=7), model.generate("eyebrow", 1, seed=7))
     with pytest.raises(FaceForgeError, match="unknown motion label"):
         model.generate("dancing")
+
+
+def test_motion_amplitudes_compare_apex_and_locality_per_label():
+    from faceforge.animate.evaluation import motion_amplitudes
+
+    ramp = np.linspace(0.0, 1.0, 30)[:, None, None]
+    mouth = np.zeros((30, 68, 3))
+    mouth[:, 48:68, 1] = -0.02 * ramp[:, :, 0]  # the mouth opens, nothing else moves
+    smeared = mouth.copy()
+    smeared[:, 36:48, 1] = 0.01 * ramp[:, :, 0]  # ... and the eyes go up by half as much
+    real = np.stack([mouth, mouth])
+    figures = motion_amplitudes(real, ["mouth_open", "mouth_open"], {"mouth_open": 0.5 * smeared[None]}, 2.0)
+    row = figures["mouth_open"]
+    assert row["real_peak_mm"] == pytest.approx(40.0) and row["peak_ratio"] == pytest.approx(0.5)
+    assert row["real_eye_to_mouth"] == 0.0
+    assert row["generated_eye_to_mouth"] == pytest.approx(12 / 22 * 0.5)  # 12 of 22 eye landmarks move
 
 
 @pytest.mark.anny

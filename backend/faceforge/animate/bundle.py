@@ -23,6 +23,7 @@ from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 
 __all__ = [
+    "HEAD_LANDMARKS",
     "MOTION_FORMAT_VERSION",
     "MotionBuildConfig",
     "MotionModel",
@@ -30,7 +31,12 @@ __all__ = [
     "load_motion_model",
 ]
 
-MOTION_FORMAT_VERSION = 2  # 2: tensor checksums (faceforge.artifact_file)
+MOTION_FORMAT_VERSION = 3  # 2: tensor checksums (faceforge.artifact_file); 3: clips normalized by frame 0
+
+#: iBUG indices of the nose bridge (27-30) and the eye corners (36, 39, 42, 45): they move with the
+#: head and about 1 mm or less with an expression (median over the dataset's clips of each label;
+#: the centroid of all 68 moves up to 6 mm).
+HEAD_LANDMARKS = np.array([27, 28, 29, 30, 36, 39, 42, 45])
 
 
 @dataclass
@@ -131,8 +137,11 @@ class MotionModel:
         """Dense displacements ``(T, V, 3)`` on the face ``neutral`` driven by ``source (T, P, 3)``:
         per-frame landmarks (``P = 68``) or meshes in this topology (``P = V``), frame 0 neutral.
 
-        Each frame's landmarks are centred (head translation removed, as Motion3DGAN normalizes
-        frames), taken relative to frame 0 and scaled by the ratio of the two faces' landmark sizes.
+        Each frame's head translation is removed with the landmarks that follow the head but hardly
+        the expression (:data:`HEAD_LANDMARKS`: nose bridge, eye corners), not with the centroid of
+        all 68, which a jaw drop pulls down (and so moved the eyes up by a quarter of the jaw's
+        motion); the motion is taken relative to frame 0 and scaled by the ratio of the two faces'
+        landmark sizes.
         """
         neutral = self._check_face(neutral)
         source = np.asarray(source, dtype=np.float64)
@@ -147,9 +156,9 @@ class MotionModel:
             )
         if not np.all(np.isfinite(source)):
             raise FaceForgeError("the source motion has non-finite positions")
-        centred = source - source.mean(axis=1, keepdims=True)
+        centred = source - source[:, HEAD_LANDMARKS].mean(axis=1, keepdims=True)
         target = neutral[self.landmarks] - neutral[self.landmarks].mean(axis=0)
-        scale = np.linalg.norm(target) / max(np.linalg.norm(centred[0]), 1e-12)
+        scale = np.linalg.norm(target) / max(np.linalg.norm(source[0] - source[0].mean(axis=0)), 1e-12)
         displacement = (centred - centred[:1]) * scale * intensity
         return self.s2d.decode(displacement.astype(np.float32))
 

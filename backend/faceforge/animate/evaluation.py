@@ -10,6 +10,9 @@ an expression classifier (Table 3), on FaceForge's dataset.
   its accuracy on the test identities' real clips (``gt``), on Motion3DGAN's and on the LSTM
   generator baseline's motions (as many per label as the test clips, at least 10), and the
   Fréchet distance between the classifier features of generated and real test motions.
+- **Amplitude and locality** (:func:`motion_amplitudes`): per label, the generated motions' apex
+  (largest landmark displacement) against the median of the real test clips', and how much the
+  eye region moves against the mouth region at the apex; in millimetres on the mean test face.
 """
 
 from __future__ import annotations
@@ -20,7 +23,54 @@ import numpy as np
 
 from faceforge.progress import ProgressCallback, report
 
-__all__ = ["STAGES", "evaluate_animate", "format_table"]
+__all__ = ["STAGES", "amplitude_table", "evaluate_animate", "format_table", "motion_amplitudes"]
+
+#: iBUG landmark regions of the locality check: brows and eyes, and the mouth.
+EYE_REGION = np.r_[17:27, 36:48]
+MOUTH_REGION = np.r_[48:68]
+
+
+def _apex(motion: np.ndarray) -> tuple[float, float, float]:
+    """``motion (T, 68, 3)`` displacements from neutral -> the peak (largest landmark displacement
+    over all frames) and the mean displacement of the eye and the mouth region at the apex frame
+    (the frame of largest mean displacement)."""
+    magnitude = np.linalg.norm(motion, axis=2)  # (T, 68)
+    apex = int(np.argmax(magnitude.mean(axis=1)))
+    return float(magnitude.max()), float(magnitude[apex, EYE_REGION].mean()), float(
+        magnitude[apex, MOUTH_REGION].mean()
+    )
+
+
+def motion_amplitudes(
+    real: np.ndarray, real_labels: list[str], generated: dict[str, np.ndarray], scale: float
+) -> dict[str, dict]:
+    """Per label: are generated motions as large and as local as the real ones?
+
+    Args:
+        real: ``(N, 30, 68, 3)`` real clips' normalized displacement curves (``gan.motion_curves``).
+        real_labels: the label of each.
+        generated: label -> ``(n, 30, 68, 3)`` generated curves (normalized units, several seeds).
+        scale: Frobenius norm of the centred neutral landmarks of the face to report on (metres).
+
+    Returns:
+        label -> ``real_peak_mm`` and ``generated_peak_mm`` (medians), ``peak_ratio`` (generated /
+        real), ``real_eye_to_mouth`` and ``generated_eye_to_mouth`` (medians of the eye-region to
+        mouth-region motion ratio at the apex).
+    """
+    labels = np.asarray(real_labels)
+    out = {}
+    for label, curves in generated.items():
+        real_apex = np.array([_apex(c * scale) for c in real[labels == label]])
+        gen_apex = np.array([_apex(c * scale) for c in curves])
+        real_peak, gen_peak = np.median(real_apex[:, 0]), np.median(gen_apex[:, 0])
+        out[label] = {
+            "real_peak_mm": 1e3 * float(real_peak),
+            "generated_peak_mm": 1e3 * float(gen_peak),
+            "peak_ratio": float(gen_peak / max(real_peak, 1e-12)),
+            "real_eye_to_mouth": float(np.median(real_apex[:, 1] / np.maximum(real_apex[:, 2], 1e-12))),
+            "generated_eye_to_mouth": float(np.median(gen_apex[:, 1] / np.maximum(gen_apex[:, 2], 1e-12))),
+        }
+    return out
 
 # The evaluation's stages, in order (``stage_seconds`` in the result times each one).
 STAGES = ("s2d_identity", "s2d_expression", "classifier", "generators", "accuracy_fid")
@@ -98,7 +148,14 @@ def _motions(dataset, train, test, small: bool, seed: int, stage: _StageClock) -
         generated["lstm"].append(lstm.generate(name, per_label, seed=seed + 1000 + k))
     generated_ids = np.repeat(np.arange(len(names)), per_label)
 
-    stage(4, "accuracy and FID")
+    stage(4, "accuracy, FID, amplitude and locality")
+    neutral = np.stack([c[0] for c, k in zip(curves, is_test, strict=True) if k]).mean(axis=0)
+    amplitude = motion_amplitudes(
+        motion[is_test],
+        [lab for lab, k in zip(labels, is_test, strict=True) if k],
+        dict(zip(names, generated["motion3dgan"], strict=True)),
+        float(np.linalg.norm(neutral - neutral.mean(axis=0))),
+    )
     real_features = gan.classifier_features(classifier, motion[is_test])
     fid = {}
     for key, parts in generated.items():
@@ -108,6 +165,7 @@ def _motions(dataset, train, test, small: bool, seed: int, stage: _StageClock) -
     return {
         "accuracy": accuracy,
         "fid": fid,
+        "amplitude": amplitude,
         "n_generated_per_label": per_label,
         "n_test_clips": int(is_test.sum()),
     }
@@ -166,6 +224,26 @@ def format_table(result: dict) -> list[str]:
         f"| Motion3DGAN | {100 * acc['motion3dgan']:.1f}% | {fid['motion3dgan']:.2f} |",
         f"| LSTM generator | {100 * acc['lstm']:.1f}% | {fid['lstm']:.2f} |",
         "",
+        *amplitude_table(result.get("amplitude", {}), result.get("n_generated_per_label", 0)),
+        "",
         f"{result['seconds']:.0f} s in all; per stage: "
         + ", ".join(f"{name} {sec:.0f} s" for name, sec in result.get("stage_seconds", {}).items()),
     ]
+
+
+def amplitude_table(amplitude: dict[str, dict], n_seeds: int) -> list[str]:
+    """Markdown lines of :func:`motion_amplitudes`' figures."""
+    if not amplitude:
+        return []
+    lines = [
+        f"| label (Motion3DGAN, {n_seeds} seeds, mean test face) | real apex (mm) | generated | ratio "
+        "| eye / mouth motion, real | generated |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, row in amplitude.items():
+        lines.append(
+            f"| {label} | {row['real_peak_mm']:.1f} | {row['generated_peak_mm']:.1f} | "
+            f"{row['peak_ratio']:.2f} | {row['real_eye_to_mouth']:.2f} | "
+            f"{row['generated_eye_to_mouth']:.2f} |"
+        )
+    return lines

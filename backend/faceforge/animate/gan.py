@@ -1,7 +1,8 @@
 """Motion3DGAN (Sparse2Dense Sec. 3.1, Eq. 2-3): a conditional WGAN-GP over SRVF landmark motions.
 
-Training motions: each clip's landmarks are normalized per frame (centroid, Frobenius norm),
-taken relative to the first (neutral) frame, resampled to 30 samples by arc length and encoded
+Training motions: each clip's landmarks are centred and scaled by its first (neutral) frame
+(``shape_space.normalize_clip``; per-frame normalization would move the eyes when the jaw drops),
+taken relative to that frame, resampled to 30 samples by arc length and encoded
 as SRVFs on the unit sphere (``shape_space``). The Karcher mean ``mu`` of the training SRVFs is the
 reference point; the GAN models the tangent vectors ``log_mu(q)``. The generator's output is
 projected onto the tangent space at ``mu`` (the authors' code skips this and leaves the sphere)
@@ -62,7 +63,7 @@ def motion_curves(sequences: list[np.ndarray]) -> np.ndarray:
     samples by arc length: what Motion3DGAN models and the classifier reads."""
     out = []
     for sequence in sequences:
-        normalized, _, _ = ss.normalize_frames(sequence)
+        normalized, _, _ = ss.normalize_clip(sequence)
         displacement = (normalized - normalized[:1]).reshape(len(normalized), -1)
         out.append(ss.resample_arc_length(displacement, ss.N_SAMPLES).reshape(ss.N_SAMPLES, N_LANDMARKS, 3))
     return np.asarray(out, dtype=np.float32)
@@ -130,21 +131,23 @@ class _Critic(nn.Module):
 
 
 class Motion3DGAN(nn.Module):
-    """The trained generator with its reference point and per-label motion lengths.
+    """The trained generator with its reference point and per-label apex distances.
 
     Attributes:
         labels: label names (order of the one-hot code).
         mean_q: ``(29, 204)`` Karcher mean SRVF (the tangent space's base point).
-        lengths: ``(n_labels,)`` mean curve length of each label's training motions (the scale
-            ``decode`` gives back: how far the normalized landmarks travel).
+        reaches: ``(n_labels,)`` mean distance from neutral to apex (the last sample) of each
+            label's training motions, normalized units: the scale a generated motion gets back.
+            The apex, not the curve length: a generated motion is straighter than a real one that
+            wanders, and at equal length overshot its apex (cheeks_in by 40%).
     """
 
-    def __init__(self, labels: list[str], mean_q: np.ndarray, lengths: np.ndarray, config: Motion3DGANConfig):
+    def __init__(self, labels: list[str], mean_q: np.ndarray, reaches: np.ndarray, config: Motion3DGANConfig):
         super().__init__()
         self.labels = list(labels)
         self.config = config
         self.register_buffer("mean_q", torch.as_tensor(mean_q, dtype=torch.float32))
-        self.register_buffer("lengths", torch.as_tensor(lengths, dtype=torch.float32))
+        self.register_buffer("reaches", torch.as_tensor(reaches, dtype=torch.float32))
         self.generator = _Generator(config.noise_dim, len(labels), config.hidden, self.mean_q.numel())
 
     def _label_index(self, label: str) -> int:
@@ -167,24 +170,28 @@ class Motion3DGAN(nn.Module):
             q = ss.exp_map_torch(self.mean_q, self.tangent(noise, ids))
         return q.cpu().numpy().astype(np.float64)
 
-    def _curve(self, q: np.ndarray, length: float) -> np.ndarray:
-        curve = ss.decode(q, np.zeros(q.shape[1]), length)
+    def _curve(self, q: np.ndarray, reach: float) -> np.ndarray:
+        """The curve of ``q`` from zero, scaled so that its apex (last sample) lies ``reach`` away
+        (the curve is linear in the length ``decode`` is given)."""
+        curve = ss.decode(q, np.zeros(q.shape[1]), 1.0)
+        curve *= reach / max(float(np.linalg.norm(curve[-1])), 1e-12)
         return curve.reshape(ss.N_SAMPLES, N_LANDMARKS, 3).astype(np.float32)
 
-    def generate(self, label: str, n: int = 1, seed: int = 0, length: float | None = None) -> np.ndarray:
-        """``(n, 30, 68, 3)`` generated displacement curves from a zero start, normalized units."""
-        length = float(self.lengths[self._label_index(label)]) if length is None else float(length)
-        return np.stack([self._curve(q, length) for q in self.generate_srvf(label, n, seed)])
+    def generate(self, label: str, n: int = 1, seed: int = 0, reach: float | None = None) -> np.ndarray:
+        """``(n, 30, 68, 3)`` generated displacement curves from a zero start, normalized units, the
+        apex ``reach`` away (default: the label's mean)."""
+        reach = float(self.reaches[self._label_index(label)]) if reach is None else float(reach)
+        return np.stack([self._curve(q, reach) for q in self.generate_srvf(label, n, seed)])
 
     def interpolate(
         self, label_a: str, label_b: str, steps: int, seed_a: int = 0, seed_b: int = 0
     ) -> np.ndarray:
         """``(steps, 30, 68, 3)`` motions along the sphere geodesic between two generated motions
-        (Sec. 4.4); the length is interpolated linearly."""
+        (Sec. 4.4); the apex distance is interpolated linearly."""
         q_a = self.generate_srvf(label_a, 1, seed_a)[0]
         q_b = self.generate_srvf(label_b, 1, seed_b)[0]
-        len_a = float(self.lengths[self._label_index(label_a)])
-        len_b = float(self.lengths[self._label_index(label_b)])
+        len_a = float(self.reaches[self._label_index(label_a)])
+        len_b = float(self.reaches[self._label_index(label_b)])
         out = []
         for t in np.linspace(0.0, 1.0, steps):
             out.append(self._curve(ss.geodesic(q_a, q_b, float(t)), (1 - t) * len_a + t * len_b))
@@ -203,7 +210,7 @@ class Motion3DGAN(nn.Module):
         config["betas"] = tuple(config["betas"])
         state = payload["state"]
         model = cls(
-            payload["labels"], state["mean_q"].numpy(), state["lengths"].numpy(), Motion3DGANConfig(**config)
+            payload["labels"], state["mean_q"].numpy(), state["reaches"].numpy(), Motion3DGANConfig(**config)
         )
         model.load_state_dict(state)
         model.eval()
@@ -226,14 +233,14 @@ class _TangentMotions(NamedTuple):
     Attributes:
         names: the sorted label names (the one-hot order).
         label_ids: ``(N,)`` label index of each motion.
-        lengths: ``(n_labels,)`` mean curve length of each label's motions (normalized units).
+        reaches: ``(n_labels,)`` mean neutral-to-apex distance of each label's motions (normalized).
         mean_q: ``(29, 204)`` Karcher mean SRVF of the motions.
         tangents: ``(N, 29, 204)`` float32 ``log_mu(q)`` of each motion.
     """
 
     names: list[str]
     label_ids: np.ndarray
-    lengths: np.ndarray
+    reaches: np.ndarray
     mean_q: np.ndarray
     tangents: np.ndarray
 
@@ -245,15 +252,11 @@ def _tangent_motions(sequences: list[np.ndarray], labels: list[str]) -> _Tangent
     qs = np.stack([e[0] for e in encoded])
     names = sorted(set(labels))
     label_ids = np.array([names.index(lab) for lab in labels])
-    lengths = np.array(
-        [
-            np.mean([e[2] for e, i in zip(encoded, label_ids, strict=True) if i == k])
-            for k in range(len(names))
-        ]
-    )
+    apex = np.linalg.norm(curves[:, -1] - curves[:, 0], axis=1)
+    reaches = np.array([apex[label_ids == k].mean() for k in range(len(names))])
     mean_q = ss.karcher_mean(qs)
     tangents = np.stack([ss.log_map(mean_q, q) for q in qs]).astype(np.float32)
-    return _TangentMotions(names, label_ids, lengths, mean_q, tangents)
+    return _TangentMotions(names, label_ids, reaches, mean_q, tangents)
 
 
 class _AdversarialTraining:
@@ -351,7 +354,7 @@ def train_motion3dgan(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     motions = _tangent_motions(sequences, labels)
-    model = Motion3DGAN(motions.names, motions.mean_q, motions.lengths, config)
+    model = Motion3DGAN(motions.names, motions.mean_q, motions.reaches, config)
     device = torch.device(resolve_device())  # the device policy: $FACEFORGE_DEVICE, else a GPU if any
     model.to(device)
     training = _AdversarialTraining(model, motions, config, rng, device)

@@ -8,8 +8,8 @@ distance there, and the log/exp maps at the Karcher mean give a flat (tangent) s
 
 Discretisation: a curve sampled at ``n`` equally spaced times has its velocity on the ``n - 1``
 intervals (forward differences, spacing ``1 / (n - 1)``); decoding integrates those exactly, so
-``decode(encode(x)) == x`` up to floating point. Frames are normalized as in the authors' code:
-centroid removed, divided by the Frobenius norm, no rotation.
+``decode(encode(x)) == x`` up to floating point. A clip is centred and scaled by its neutral frame
+(:func:`normalize_clip`), no rotation.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
     "inner",
     "karcher_mean",
     "log_map",
-    "normalize_frames",
+    "normalize_clip",
     "project_tangent",
     "project_tangent_torch",
     "resample_arc_length",
@@ -39,24 +39,30 @@ N_SAMPLES = 30
 _EPS = 1e-12
 
 
-def normalize_frames(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame: subtract the centroid, divide by the Frobenius norm.
+def normalize_clip(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Centre and scale a clip by its first (neutral) frame: every frame minus that frame's
+    centroid, divided by that frame's Frobenius norm (one similarity for the whole clip).
+
+    One transform for all frames keeps the motion as it is, only resized. Normalizing each frame by
+    its own centroid and norm (as the authors' code does) turns a jaw drop into the eyes moving up
+    (the centroid falls) and shrinks large expressions (the norm grows): on FaceForge's dataset it
+    gave mouth_open 3.4 mm of eye-region motion instead of 0.55 mm and cut its apex from 22.6 mm to
+    15.7 mm, which the generator then learned.
 
     Args:
-        landmarks: ``(T, L, 3)`` positions.
+        landmarks: ``(T, L, 3)`` positions, frame 0 neutral.
 
     Returns:
-        ``normalized (T, L, 3)``, ``centroids (T, 3)``, ``scales (T,)`` (Frobenius norms, input units).
+        ``normalized (T, L, 3)``, the neutral centroid ``(3,)`` and its Frobenius norm (input units).
     """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.ndim != 3 or landmarks.shape[2] != 3 or not np.all(np.isfinite(landmarks)):
         raise FaceForgeError(f"landmarks must be finite (T, L, 3), got {landmarks.shape}")
-    centroids = landmarks.mean(axis=1)
-    centred = landmarks - centroids[:, None]
-    scales = np.linalg.norm(centred.reshape(len(centred), -1), axis=1)
-    if np.any(scales < _EPS):
-        raise FaceForgeError("a frame has all its landmarks at one point")
-    return centred / scales[:, None, None], centroids, scales
+    centroid = landmarks[0].mean(axis=0)
+    scale = float(np.linalg.norm(landmarks[0] - centroid))
+    if scale < _EPS:
+        raise FaceForgeError("the neutral frame has all its landmarks at one point")
+    return (landmarks - centroid) / scale, centroid, scale
 
 
 def resample_arc_length(curve: np.ndarray, n: int = N_SAMPLES) -> np.ndarray:
