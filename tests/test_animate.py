@@ -261,3 +261,22 @@ def test_eval_animate_small_runs_every_stage_and_beats_the_trivial_answers(small
     assert all(value >= 0.0 for value in result["fid"].values())
     table = "\n".join(format_table(result))
     assert "| held-out identities |" in table and "| Motion3DGAN |" in table
+
+
+@pytest.mark.anny
+def test_eval_takes_compares_dense_takes_with_real_clips(small_motion_model_path, small_dataset_dir, capsys):
+    import json
+
+    from faceforge.cli import main
+
+    args = ["eval", "takes", "--data", str(small_dataset_dir), "--motion", str(small_motion_model_path)]
+    assert main([*args, "--seeds", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result) == 12
+    for row in result.values():
+        assert row["n_clips"] >= 1 and row["n_takes"] == 2  # 2 test identities, 1 seed
+        assert row["real_peak_mm"] > 0.5 and row["take_peak_mm"] > 0.0
+        assert row["peak_ratio"] == pytest.approx(row["take_peak_mm"] / row["real_peak_mm"], rel=1e-6)
+    # The real clips are local: mouth labels barely move the eyes (the measure must see that).
+    assert result["mouth_open"]["real_eye_to_mouth"] < 0.3
+    assert result["eyebrow"]["real_eye_to_mouth"] > 1.0

@@ -23,7 +23,15 @@ import numpy as np
 
 from faceforge.progress import ProgressCallback, report
 
-__all__ = ["STAGES", "amplitude_table", "evaluate_animate", "format_table", "motion_amplitudes"]
+__all__ = [
+    "STAGES",
+    "amplitude_table",
+    "evaluate_animate",
+    "format_table",
+    "motion_amplitudes",
+    "take_amplitude_table",
+    "take_amplitudes",
+]
 
 #: iBUG landmark regions of the locality check: brows and eyes, and the mouth.
 EYE_REGION = np.r_[17:27, 36:48]
@@ -245,5 +253,74 @@ def amplitude_table(amplitude: dict[str, dict], n_seeds: int) -> list[str]:
             f"| {label} | {row['real_peak_mm']:.1f} | {row['generated_peak_mm']:.1f} | "
             f"{row['peak_ratio']:.2f} | {row['real_eye_to_mouth']:.2f} | "
             f"{row['generated_eye_to_mouth']:.2f} |"
+        )
+    return lines
+
+
+def take_amplitudes(
+    model,  # noqa: ANN001 - animate.bundle.MotionModel
+    dataset,  # noqa: ANN001 - FaceDataset
+    identities: np.ndarray,
+    seeds: int = 2,
+    progress: ProgressCallback | None = None,
+) -> dict[str, dict]:
+    """Per label: the dense takes a user gets (Motion3DGAN, scaled to the face, densified by
+    S2D-Dec) against the dataset's real clips, on the faces of ``identities`` (held out of the
+    motion model's training).
+
+    For every identity and each of ``seeds`` seeds a take of the label's motion is decoded on that
+    identity's neutral face; every real clip of the label of those identities is taken from its
+    first frame. Per take or clip: the apex (largest vertex displacement over all frames) and the
+    mean displacement of the eye region (``eyes``, ``brow_*``) and of the ``mouth`` region at the
+    apex frame (largest mean displacement).
+
+    Returns:
+        label -> ``real_peak_mm``, ``take_peak_mm`` (medians), ``peak_ratio``,
+        ``real_eye_to_mouth``, ``take_eye_to_mouth`` (medians), ``n_takes``, ``n_clips``.
+    """
+    regions = dataset.regions
+    eye = np.concatenate([regions["eyes"], regions["brow_left"], regions["brow_right"]])
+    mouth = regions["mouth"]
+
+    def apex(displacement: np.ndarray) -> tuple[float, float, float]:
+        magnitude = np.linalg.norm(displacement, axis=2)  # (T, V)
+        frame = int(np.argmax(magnitude.mean(axis=1)))
+        at_apex = magnitude[frame]
+        return float(magnitude.max()), float(at_apex[eye].mean()), float(at_apex[mouth].mean())
+
+    identities = set(int(i) for i in identities)
+    out: dict[str, dict] = {}
+    for k, label in enumerate(model.labels):
+        clips = [c for c in dataset.clips if c.label == label and int(c.identity) in identities]
+        real = np.array([apex(np.asarray(c.frames) - np.asarray(c.frames[:1])) for c in clips])
+        takes = []
+        for identity in sorted(identities):
+            neutral = np.asarray(dataset.vertices[identity, 0], dtype=np.float32)
+            for seed in range(seeds):
+                takes.append(apex(model.take(neutral, model.landmark_motion(label, seed), onset_frames=30)))
+        takes = np.array(takes)
+        out[label] = {
+            "real_peak_mm": 1e3 * float(np.median(real[:, 0])),
+            "take_peak_mm": 1e3 * float(np.median(takes[:, 0])),
+            "peak_ratio": float(np.median(takes[:, 0]) / max(np.median(real[:, 0]), 1e-12)),
+            "real_eye_to_mouth": float(np.median(real[:, 1] / np.maximum(real[:, 2], 1e-12))),
+            "take_eye_to_mouth": float(np.median(takes[:, 1] / np.maximum(takes[:, 2], 1e-12))),
+            "n_takes": len(takes),
+            "n_clips": len(clips),
+        }
+        report(progress, k + 1, len(model.labels), label)
+    return out
+
+
+def take_amplitude_table(amplitude: dict[str, dict]) -> list[str]:
+    """Markdown lines of :func:`take_amplitudes`' figures."""
+    lines = [
+        "| label | real clips' apex (mm, median) | takes' apex | ratio | eye / mouth motion, real | takes |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, row in amplitude.items():
+        lines.append(
+            f"| {label} | {row['real_peak_mm']:.1f} | {row['take_peak_mm']:.1f} | {row['peak_ratio']:.2f} | "
+            f"{row['real_eye_to_mouth']:.2f} | {row['take_eye_to_mouth']:.2f} |"
         )
     return lines

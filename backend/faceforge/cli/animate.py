@@ -78,6 +78,39 @@ def _cmd_eval_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_takes(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from faceforge.animate.bundle import load_motion_model
+    from faceforge.animate.evaluation import take_amplitude_table, take_amplitudes
+    from faceforge.data.build import load_built_dataset
+    from faceforge.progress import TerminalProgress
+
+    quiet = args.json
+    if args.motion:
+        path = Path(args.motion)
+    else:
+        bar = TerminalProgress("faceforge animate build", enabled=not quiet)
+        try:
+            path = Path(ensure_motion_model(args.small, args.data, progress=bar)["path"])
+        finally:
+            bar.close()
+    model = load_motion_model(path)
+    dataset = load_built_dataset(_ensure_dataset(args.data, args.small, quiet))
+    test = np.sort(dataset.split("test"))
+    bar = TerminalProgress("faceforge eval takes", enabled=not quiet)
+    try:
+        result = take_amplitudes(model, dataset, test, seeds=args.seeds, progress=bar)
+    finally:
+        bar.close()
+    _print(result, args.json, [
+        f"takes of {path} on the {len(test)} test identities ({args.seeds} seeds each), against "
+        "their real clips:",
+        *take_amplitude_table(result),
+    ])  # fmt: skip
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the animate command group to ``faceforge``'s subcommands."""
     animate = commands.add_parser(
@@ -118,3 +151,12 @@ def add_eval_command(evaluate: argparse._SubParsersAction) -> None:
     eval_animate.add_argument("--seed", type=int, default=0)
     eval_animate.add_argument("--json", action="store_true")
     eval_animate.set_defaults(func=_cmd_eval_animate)
+    eval_takes = evaluate.add_parser(
+        "takes", help="the takes' amplitude and locality per label against the real clips"
+    )
+    eval_takes.add_argument("--data", help="dataset directory (default: the cached anny dataset)")
+    eval_takes.add_argument("--small", action="store_true", help="the small dataset and motion model")
+    eval_takes.add_argument("--motion", help="motion model file (default: the cached one, built if missing)")
+    eval_takes.add_argument("--seeds", type=int, default=2, help="takes per test identity and label")
+    eval_takes.add_argument("--json", action="store_true")
+    eval_takes.set_defaults(func=_cmd_eval_takes)
