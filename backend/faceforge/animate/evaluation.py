@@ -38,15 +38,26 @@ EYE_REGION = np.r_[17:27, 36:48]
 MOUTH_REGION = np.r_[48:68]
 
 
-def _apex(motion: np.ndarray) -> tuple[float, float, float]:
-    """``motion (T, 68, 3)`` displacements from neutral -> the peak (largest landmark displacement
-    over all frames) and the mean displacement of the eye and the mouth region at the apex frame
-    (the frame of largest mean displacement)."""
-    magnitude = np.linalg.norm(motion, axis=2)  # (T, 68)
-    apex = int(np.argmax(magnitude.mean(axis=1)))
-    return float(magnitude.max()), float(magnitude[apex, EYE_REGION].mean()), float(
-        magnitude[apex, MOUTH_REGION].mean()
-    )
+def _apex(motion: np.ndarray, eye: np.ndarray, mouth: np.ndarray) -> tuple[float, float, float]:
+    """``motion (T, P, 3)`` displacements from neutral (landmarks or vertices) -> the peak (largest
+    displacement over all frames) and the mean displacement of the points ``eye`` and ``mouth`` at
+    the apex frame (the frame of largest mean displacement)."""
+    magnitude = np.linalg.norm(motion, axis=2)  # (T, P)
+    at_apex = magnitude[int(np.argmax(magnitude.mean(axis=1)))]
+    return float(magnitude.max()), float(at_apex[eye].mean()), float(at_apex[mouth].mean())
+
+
+def _compare(real: list, ours: list, name: str) -> dict:
+    """Medians of :func:`_apex` rows of real motions and of ``name`` ("generated", "take")."""
+    real, ours = np.asarray(real), np.asarray(ours)
+    real_peak, our_peak = np.median(real[:, 0]), np.median(ours[:, 0])
+    return {
+        "real_peak_mm": 1e3 * float(real_peak),
+        f"{name}_peak_mm": 1e3 * float(our_peak),
+        "peak_ratio": float(our_peak / max(real_peak, 1e-12)),
+        "real_eye_to_mouth": float(np.median(real[:, 1] / np.maximum(real[:, 2], 1e-12))),
+        f"{name}_eye_to_mouth": float(np.median(ours[:, 1] / np.maximum(ours[:, 2], 1e-12))),
+    }
 
 
 def motion_amplitudes(
@@ -68,16 +79,9 @@ def motion_amplitudes(
     labels = np.asarray(real_labels)
     out = {}
     for label, curves in generated.items():
-        real_apex = np.array([_apex(c * scale) for c in real[labels == label]])
-        gen_apex = np.array([_apex(c * scale) for c in curves])
-        real_peak, gen_peak = np.median(real_apex[:, 0]), np.median(gen_apex[:, 0])
-        out[label] = {
-            "real_peak_mm": 1e3 * float(real_peak),
-            "generated_peak_mm": 1e3 * float(gen_peak),
-            "peak_ratio": float(gen_peak / max(real_peak, 1e-12)),
-            "real_eye_to_mouth": float(np.median(real_apex[:, 1] / np.maximum(real_apex[:, 2], 1e-12))),
-            "generated_eye_to_mouth": float(np.median(gen_apex[:, 1] / np.maximum(gen_apex[:, 2], 1e-12))),
-        }
+        real_apex = [_apex(c * scale, EYE_REGION, MOUTH_REGION) for c in real[labels == label]]
+        ours = [_apex(c * scale, EYE_REGION, MOUTH_REGION) for c in curves]
+        out[label] = _compare(real_apex, ours, "generated")
     return out
 
 # The evaluation's stages, in order (``stage_seconds`` in the result times each one).
@@ -282,32 +286,18 @@ def take_amplitudes(
     eye = np.concatenate([regions["eyes"], regions["brow_left"], regions["brow_right"]])
     mouth = regions["mouth"]
 
-    def apex(displacement: np.ndarray) -> tuple[float, float, float]:
-        magnitude = np.linalg.norm(displacement, axis=2)  # (T, V)
-        frame = int(np.argmax(magnitude.mean(axis=1)))
-        at_apex = magnitude[frame]
-        return float(magnitude.max()), float(at_apex[eye].mean()), float(at_apex[mouth].mean())
-
     identities = set(int(i) for i in identities)
     out: dict[str, dict] = {}
     for k, label in enumerate(model.labels):
         clips = [c for c in dataset.clips if c.label == label and int(c.identity) in identities]
-        real = np.array([apex(np.asarray(c.frames) - np.asarray(c.frames[:1])) for c in clips])
+        real = [_apex(np.asarray(c.frames) - np.asarray(c.frames[:1]), eye, mouth) for c in clips]
         takes = []
         for identity in sorted(identities):
             neutral = np.asarray(dataset.vertices[identity, 0], dtype=np.float32)
             for seed in range(seeds):
-                takes.append(apex(model.take(neutral, model.landmark_motion(label, seed), onset_frames=30)))
-        takes = np.array(takes)
-        out[label] = {
-            "real_peak_mm": 1e3 * float(np.median(real[:, 0])),
-            "take_peak_mm": 1e3 * float(np.median(takes[:, 0])),
-            "peak_ratio": float(np.median(takes[:, 0]) / max(np.median(real[:, 0]), 1e-12)),
-            "real_eye_to_mouth": float(np.median(real[:, 1] / np.maximum(real[:, 2], 1e-12))),
-            "take_eye_to_mouth": float(np.median(takes[:, 1] / np.maximum(takes[:, 2], 1e-12))),
-            "n_takes": len(takes),
-            "n_clips": len(clips),
-        }
+                take = model.take(neutral, model.landmark_motion(label, seed), onset_frames=30)
+                takes.append(_apex(take, eye, mouth))
+        out[label] = {**_compare(real, takes, "take"), "n_takes": len(takes), "n_clips": len(clips)}
         report(progress, k + 1, len(model.labels), label)
     return out
 
