@@ -45,3 +45,25 @@ def test_projection_recovers_bounded_key_values_and_reports_the_rest():
     assert got.max() <= 1.0 and got.min() >= 0.0 and rms.mean() > 0.1
     with pytest.raises(FaceForgeError):
         project_to_keys(keys, frames[:, :10])
+
+
+def test_projection_leaves_empty_and_cancelling_keys_at_zero():
+    """Keys that barely move the mesh, or that cancel each other, must not take arbitrary values
+    to chase what the keys cannot reproduce."""
+    rng = np.random.default_rng(1)
+    keys = rng.normal(0.0, 1e-3, (12, 300, 3))
+    keys[9] = 1e-5 * rng.normal(size=(300, 3))  # a nearly empty key (eyeLookIn on a head without eyeballs)
+    keys[11] = -keys[10] + 1e-5 * rng.normal(size=(300, 3))  # a pair that nearly cancels
+    values = rng.uniform(0.2, 1.0, (20, 12))
+    values[:, 9:] = 0.0
+    frames = np.tensordot(values, keys, axes=1)
+    got, rms = project_to_keys(keys, frames)
+    np.testing.assert_allclose(got, values, atol=1e-4)  # exact data: exact values, no shrinkage
+    noisy = frames + rng.normal(0.0, 3e-4, frames.shape)  # what no key mix reproduces
+    got, rms = project_to_keys(keys, noisy)
+    np.testing.assert_array_equal(got[:, 9], 0.0)
+    assert got[:, 10:].max() < 0.05  # each of the pair is a real key: a little of one may help
+    np.testing.assert_allclose(got[:, :9], values[:, :9], atol=0.05)
+    dense, dense_rms = project_to_keys(keys, noisy, sparsity=0.0)
+    assert np.abs(dense[:, 9:]).max() > 0.2  # without the key-choosing step they chase the noise
+    assert rms.mean() < 1.01 * dense_rms.mean()
