@@ -131,7 +131,7 @@ class S2DConfig:
     """Settings of :func:`train_s2d` (defaults: the default dataset in minutes on a CPU)."""
 
     seed: int = 0
-    epochs: int = 10
+    epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 5e-5
