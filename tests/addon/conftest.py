@@ -102,3 +102,11 @@ def faceforge(addon):
 def fresh_python():
     """:func:`run_python`: run code in a fresh interpreter, as ``blender -b --python`` would."""
     return run_python
+
+
+@pytest.fixture
+def scene(faceforge, small_model_path):
+    """The current scene, the add-on registered and using the small test model."""
+    scene = bpy.context.scene
+    scene.faceforge.model_path = str(small_model_path)
+    return scene

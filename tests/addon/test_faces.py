@@ -14,14 +14,6 @@ pytestmark = pytest.mark.anny
 
 
 
-@pytest.fixture
-def scene(faceforge, small_model_path):
-    """The current scene, using the small test model."""
-    scene = bpy.context.scene
-    scene.faceforge.model_path = str(small_model_path)
-    return scene
-
-
 def keys_of(obj) -> dict[str, np.ndarray]:
     from faceforge_addon import mesh
 

@@ -17,13 +17,6 @@ pytestmark = pytest.mark.anny
 CENTIMETRE = 0.01
 
 
-@pytest.fixture
-def scene(faceforge, small_model_path):
-    scene = bpy.context.scene
-    scene.faceforge.model_path = str(small_model_path)
-    return scene
-
-
 def _keys(obj) -> dict[str, np.ndarray]:
     from faceforge_addon import mesh
 
