@@ -80,7 +80,7 @@ def project_to_keys(
     Args:
         key_displacements: ``(E, V, 3)`` each key's displacement from the basis (metres).
         frame_displacements: ``(T, V, 3)`` each frame's displacement from the basis (metres).
-        bounds: value range of the keys.
+        bounds: value range of the keys, from 0 (a key the first step leaves out stays at 0).
         weights: optional ``(V,)`` non-negative vertex weights.
         sparsity: L1 weight of the key-choosing step (0: every key may be used).
 
@@ -97,6 +97,8 @@ def project_to_keys(
         )
     if not (np.all(np.isfinite(keys)) and np.all(np.isfinite(frames))):
         raise FaceForgeError("key and frame displacements must be finite")
+    if bounds[0] != 0.0 or not bounds[1] > 0.0:
+        raise FaceForgeError(f"key values range from 0 to a positive bound, got {bounds}")
     w = np.ones(keys.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
     sqrt_w = np.sqrt(np.repeat(w, 3))
     a = keys.reshape(len(keys), -1).T * sqrt_w[:, None]  # (3V, E)
@@ -110,16 +112,14 @@ def project_to_keys(
     values = np.zeros((len(frames), len(keys)))
     for t in range(len(frames)):
         first = lsq_linear(choose.T, chosen_rhs[:, t], bounds=bounds, method="bvls").x
-        used = np.flatnonzero(first > 1e-6 * (bounds[1] - bounds[0]))
+        used = np.flatnonzero(first > 1e-6 * bounds[1])
         if len(used) == 0:
-            values[t] = np.clip(0.0, *bounds)
-            continue
+            continue  # the neutral face: every key at 0
         sub = gram[np.ix_(used, used)]
         sub[np.diag_indices_from(sub)] += 1e-12 * scale  # keys may still be dependent
         factor = np.linalg.cholesky(sub)
         rhs = np.linalg.solve(factor, moment[used, t])
         solution = lsq_linear(factor.T, rhs, bounds=bounds, method="bvls")
-        values[t] = np.clip(0.0, *bounds)
         values[t, used] = np.clip(solution.x, *bounds)
     residual = np.tensordot(values, keys, axes=1) - frames  # (T, V, 3), unweighted
     rms_mm = np.sqrt(np.mean(np.sum(residual**2, axis=2), axis=1)) * 1e3
