@@ -11,6 +11,7 @@ __all__ = [
     "apply_rigid",
     "triangle_areas",
     "gradient_operator",
+    "inverse_2x2",
     "vertex_adjacency",
     "connected_components",
     "edge_list",
@@ -55,6 +56,14 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
 
 
+def inverse_2x2(m: np.ndarray) -> np.ndarray:
+    """Inverses of ``(N, 2, 2)`` matrices in closed form (``np.linalg.inv`` spends ~10 us on
+    each small matrix: 0.1 s per head of 9,000 triangles)."""
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
+    return np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], 1) / det[:, None, None]
+
+
 def gradient_operator(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     """Piecewise-linear FEM gradient: ``(3F, V)`` sparse matrix mapping a per-vertex scalar field
     to its constant gradient in each triangle (rows ``3f + d`` for spatial axis ``d``).
@@ -70,7 +79,7 @@ def gradient_operator(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
     det = gram[:, 0, 0] * gram[:, 1, 1] - gram[:, 0, 1] ** 2
     ok = det > 1e-30 * np.maximum(gram[:, 0, 0] * gram[:, 1, 1], 1e-300)
     inv = np.zeros_like(gram)
-    inv[ok] = np.linalg.inv(gram[ok])
+    inv[ok] = inverse_2x2(gram[ok])
     pinv = np.einsum("fij,fdj->fid", inv, edges)  # (F, 2, 3): rows are grad(lambda_1), grad(lambda_2)
     g1, g2 = pinv[:, 0], pinv[:, 1]
     g0 = -(g1 + g2)

@@ -23,7 +23,13 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from faceforge.data.geometry import apply_rigid, connected_components, gradient_operator, rigid_align
+from faceforge.data.geometry import (
+    apply_rigid,
+    connected_components,
+    gradient_operator,
+    inverse_2x2,
+    rigid_align,
+)
 from faceforge.errors import FaceForgeError
 
 __all__ = ["CarriedPart", "DeformationTransfer", "deformation_gradients"]
@@ -159,7 +165,10 @@ class DeformationTransfer:
         self._edges = np.stack([e1, e2], axis=2)  # (F, 3, 2)
         gram = np.einsum("fdi,fdj->fij", self._edges, self._edges)
         gram[np.abs(np.linalg.det(gram)) < 1e-30] = np.eye(2)
-        self._pinv = np.einsum("fij,fdj->fid", np.linalg.inv(gram), self._edges)  # (F, 2, 3)
+        pinv = np.einsum("fij,fdj->fid", inverse_2x2(gram), self._edges)  # (F, 2, 3)
+        # Q e_i then the hat-function gradients: target gradient = Q @ (edges @ pinv), so the
+        # product (F, 3, 3) is made once here instead of per expression.
+        self._edge_map = np.einsum("fdi,fia->fda", self._edges, pinv)
 
     def _solve(self, rhs: np.ndarray, constrained_values: np.ndarray) -> np.ndarray:
         """Solve for all vertices of ``k`` expressions. rhs ``(V, 3k)``, values ``(C, 3k)``."""
@@ -191,10 +200,10 @@ class DeformationTransfer:
         if single:
             q = q[None]
         k = q.shape[0]
-        # Deformed target edges Q_f e_i and the per-axis gradient they imply on the triangle.
-        new_edges = q @ self._edges[None]  # (K, F, 3, 2)
-        target_grad = new_edges @ self._pinv[None]  # (K, F, 3 coords, 3 axes)
-        rhs = self._grad_t_w @ target_grad.transpose(1, 3, 0, 2).reshape(-1, 3 * k)  # (V, 3k)
+        # Deformed target edges Q_f e_i and the per-axis gradient they imply on the triangle,
+        # laid out (F, 3 axes, K, 3 coords) as the right-hand side's rows 3f + a, columns 3e + c.
+        target_grad = np.einsum("kfcd,fda->fakc", q, self._edge_map, optimize=True)
+        rhs = self._grad_t_w @ np.ascontiguousarray(target_grad).reshape(-1, 3 * k)  # (V, 3k)
         values = np.tile(self.rest[self.constrained], (1, k))  # columns 3e + c
         x = self._solve(rhs, values).reshape(len(self.rest), k, 3).transpose(1, 0, 2).copy()
         if carried_motion is None:
