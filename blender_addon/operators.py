@@ -224,6 +224,16 @@ class FACEFORGE_OT_retarget_character(_JobOperator, Operator):
         return jobs.RetargetCharacter(context)
 
 
+class FACEFORGE_OT_propose_landmarks(_JobOperator, Operator):
+    """Propose landmarks on the active character mesh as markers to move before adding expressions"""
+
+    bl_idname = "faceforge.propose_landmarks"
+    bl_label = "Propose Landmarks"
+
+    def make_job(self, context):
+        return jobs.ProposeLandmarks(context)
+
+
 class FACEFORGE_OT_interpolate(_JobOperator, Operator):
     """Faces between the active and the other selected FaceForge face (latent interpolation)"""
 
@@ -406,6 +416,7 @@ classes = (
     FACEFORGE_OT_neutralize,
     FACEFORGE_OT_apply_to_selected,
     FACEFORGE_OT_retarget_character,
+    FACEFORGE_OT_propose_landmarks,
     FACEFORGE_OT_interpolate,
     FACEFORGE_OT_transfer_preview,
     FACEFORGE_OT_bake_take,

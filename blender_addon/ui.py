@@ -117,6 +117,7 @@ class VIEW3D_PT_faceforge_edit(_FaceForgePanel, Panel):
         row = box.row(align=True)
         row.prop(settings, "character_profile", text="")
         row.prop(settings, "character_existing_keys", text="")
+        box.operator("faceforge.propose_landmarks", icon="EMPTY_AXIS")
         box.operator("faceforge.retarget_character", icon="SHAPEKEY_DATA")
 
 

@@ -25,7 +25,7 @@ from ..backend_client import BackendError
 from .base import FaceForgeInputError, Job, calls, run
 from .base import _recheck as _recheck  # the modal operators run a job's steps themselves
 from .base import record_load as record_load
-from .characters import RetargetCharacter
+from .characters import ProposeLandmarks, RetargetCharacter
 from .faces import (
     ApplyToSelected,
     GenerateFace,
@@ -55,6 +55,7 @@ __all__ = [
     "LoadModel",
     "Neutralize",
     "RandomExpression",
+    "ProposeLandmarks",
     "RetargetCharacter",
     "TransferPreview",
     "UpdateIdentity",

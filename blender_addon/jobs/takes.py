@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import bpy
@@ -9,6 +10,7 @@ import numpy as np
 
 from .. import mesh as meshes
 from .base import FaceForgeInputError, Job, _face, metres_per_unit
+from .characters import character_rig
 
 
 def _rig_arrays(obj) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -25,19 +27,37 @@ def _rig_arrays(obj) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 class _TakeJob(Job):
-    """Shared by the jobs that bake a motion onto the active face as a take."""
+    """Shared by the jobs that bake a motion onto the active face as a take.
+
+    The face is a FaceForge face (its keys are sent) or a retargeted character: the take is then
+    made on the character's FaceForge proxy (its fitted identity, decoded by the loaded face
+    model) and each of the character's keys takes the value of the FaceForge expression it was
+    made from."""
 
     needs_model = False
 
     def __init__(self, context, obj=None) -> None:
         super().__init__(context)
-        self.obj = _face(obj or context.active_object, self.label)
+        obj = obj or context.active_object
         self.settings = context.scene.faceforge_animate
-        self.names, self.basis, self.keys = _rig_arrays(self.obj)
-        self.metres = metres_per_unit(context, self.obj, self.label)  # the backend works in metres
+        self.exact = self.settings.exact
+        self.rig = character_rig(obj) if obj is not None and not obj.faceforge.is_face else None
+        if self.rig is None:
+            self.obj = _face(obj, self.label)
+            self.names, self.basis, self.keys = _rig_arrays(self.obj)
+            self.metres = metres_per_unit(context, self.obj, self.label)  # the backend works in metres
+        else:
+            self.obj = obj
+            self.needs_model = True  # the proxy is decoded by the face model
+            self.any_topology = True
+            self.names = list(self.rig["targets"])
+            if self.exact:
+                raise FaceForgeInputError(
+                    f"{self.label}: an exact take plays a FaceForge face's frames; on the character "
+                    f"{obj.name} the take drives its shape keys (turn Exact off)"
+                )
         fps = context.scene.render.fps / context.scene.render.fps_base
         self.fps = fps
-        self.exact = self.settings.exact
         self.start = self.settings.start_frame
 
     def frames(self, seconds: float) -> int:
@@ -48,13 +68,39 @@ class _TakeJob(Job):
         path = self.settings.model_path
         if path:
             params["path"] = bpy.path.abspath(path)
+        if self.rig is not None:
+            params.update(identity=self.rig["identity"], sources=self.rig["sources"])
+            return params, {}
         return params, {"neutral": self.basis * self.metres, "keys": self.keys * self.metres}
+
+    def part_takes(self, values: np.ndarray) -> list:
+        """``(object, key names, (T, K) values)`` of a character's part objects (eyes, teeth...)."""
+        if self.rig is None:
+            return []
+        column = {name: k for k, name in enumerate(self.rig["sources"])}
+        out = []
+        for name in json.loads(self.obj.get("faceforge_character_parts", "[]")):
+            part = bpy.data.objects.get(name)
+            rig = character_rig(part) if part is not None else None
+            if rig is None:
+                continue
+            names = [n for n, source in rig["targets"].items() if source in column]
+            if names:
+                out.append((part, names, values[:, [column[rig["targets"][n]] for n in names]]))
+        return out
+
+    def key_values(self, values: np.ndarray) -> np.ndarray:
+        """``(T, len(names))`` values of the object's keys from the backend's ``values``."""
+        if self.rig is None:
+            return values
+        column = {name: k for k, name in enumerate(self.rig["sources"])}
+        return values[:, [column[self.rig["targets"][n]] for n in self.names]]
 
     def bake(self, result, name: str):
         from .. import animation
 
         arrays = result["arrays"]
-        values = arrays["values"]
+        values = self.key_values(arrays["values"])
         if len(values) < 2:
             raise FaceForgeInputError(f"{self.label}: the take has {len(values)} frame(s)")
         # Editable (reduced Bezier) keys unless the take is exact (its cache plays the frames and the
@@ -62,6 +108,8 @@ class _TakeJob(Job):
         dense = self.exact or getattr(self.settings, "dense_keys", False)
         tolerance = None if dense else animation.KEY_TOLERANCE
         strip = animation.write_take(self.obj, name, self.start, self.names, values, tolerance)
+        for part, part_names, part_values in self.part_takes(arrays["values"]):
+            animation.write_take(part, name, self.start, part_names, part_values, tolerance)
         if self.exact:  # the frames exactly: key mix + residual
             exact = (
                 self.basis[None]

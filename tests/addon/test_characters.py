@@ -140,7 +140,180 @@ def test_vertex_groups_assign_parts(scene, small_model_path, character):
 
 
 def test_the_addon_names_the_backends_part_kinds(faceforge):
-    from faceforge.topology.parts import PART_KINDS
+    from faceforge.topology.parts import ASSIGNABLE_PARTS
     from faceforge_addon.jobs import characters
 
-    assert characters.PART_KINDS == PART_KINDS
+    assert characters.PART_KINDS == ASSIGNABLE_PARTS
+
+
+def test_a_take_on_a_character_drives_its_keys_like_the_same_take_on_its_proxy(
+    scene, small_model_path, small_motion_model_path, small_model, character
+):
+    from faceforge.animate.bundle import load_motion_model
+    from faceforge.animate.motion import project_to_keys
+    from faceforge.topology.transfer import proxy_rig
+    from faceforge_addon import jobs
+
+    obj, test, sculpt = character
+    bpy.context.scene.faceforge.model_path = str(small_model_path)
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    animate = bpy.context.scene.faceforge_animate
+    animate.model_path = str(small_motion_model_path)
+    animate.label, animate.seed, animate.start_frame, animate.dense_keys = "mouth_open", 1, 10, True
+    animate.seconds, animate.hold_seconds, animate.release, animate.release_seconds = 0.5, 0.0, True, 0.5
+    bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 24, 1.0
+    assert bpy.ops.faceforge.bake_take() == {"FINISHED"}
+    track = obj.data.shape_keys.animation_data.nla_tracks["FF mouth_open 1"]
+    strip = track.strips[0]
+    assert strip.frame_start == 10.0
+
+    # The same take made on the character's FaceForge proxy, projected on the proxy's keys.
+    sources = json.loads(obj["faceforge_character_sources"])
+    assert sources["jawOpen"] == "jawOpen"  # the artist's own jawOpen (kept) is driven by jawOpen
+    names = list(dict.fromkeys(sources.values()))
+    neutral, keys = proxy_rig(small_model, np.array(json.loads(obj["faceforge_character_identity"])), names)
+    motion_model = load_motion_model(small_motion_model_path)
+    dense = motion_model.take(neutral, motion_model.landmark_motion("mouth_open", 1), 12, 0, 12, 1.0)
+    expected, _ = project_to_keys(keys, dense)
+    blocks = obj.data.shape_keys.key_blocks
+    mid = 12  # the apex, 12 frames after the take's start
+    bpy.context.scene.frame_set(10 + mid)
+    for target, source in sources.items():
+        assert blocks[target].value == pytest.approx(float(expected[mid, names.index(source)]), abs=1e-4)
+    assert max(blocks[t].value for t in sources) > 0.05
+
+    # What the user sees: the evaluated mesh rests before and after the take and moves inside it.
+    def shown(frame):
+        bpy.context.scene.frame_set(frame)
+        evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        out = np.array([v.co[:] for v in evaluated.to_mesh().vertices])
+        evaluated.to_mesh_clear()
+        return out
+
+    basis = test.vertices.astype(np.float32)
+    np.testing.assert_allclose(shown(1), basis, atol=1e-4)
+    assert np.linalg.norm(shown(10 + mid) - basis, axis=1).max() > 0.1  # centimetres
+    np.testing.assert_allclose(shown(200), basis, atol=1e-4)
+
+    animate.exact = True  # an exact take plays a FaceForge face's frames: one clear error
+    with pytest.raises(jobs.FaceForgeInputError, match="Exact off"):
+        jobs.BakeTake(bpy.context, obj)
+    animate.exact = False
+
+
+def test_landmarks_proposed_before_the_first_wrap_are_edited_and_registered_from(
+    scene, small_model_path, small_model, character
+):
+    import torch
+    from faceforge.topology import Template
+
+    obj, test, _ = character
+    bpy.context.scene.faceforge.model_path = str(small_model_path)
+    assert bpy.ops.faceforge.propose_landmarks() == {"FINISHED"}
+    assert [k.name for k in obj.data.shape_keys.key_blocks] == ["Basis", "jawOpen"]  # no keys yet
+    markers = [bpy.data.objects[n] for n in json.loads(obj["faceforge_landmark_markers"])]
+    assert len(markers) == 68 and all(m.parent == obj for m in markers)
+    # The proposal lies where the character's true landmarks are (the same head, another topology).
+    with torch.no_grad():
+        neutral = small_model.decode(test.w_id[None], small_model.neutral_expression)[0].numpy()
+    truth = test.to_character(neutral[Template.from_model(small_model).landmarks].astype(np.float64))
+    proposed = np.array([tuple(m.location) for m in markers])
+    assert np.linalg.norm(proposed - truth, axis=1).mean() < 0.1  # centimetres; measured 0.00x
+    chin = markers[8]
+    chin.location = (chin.location[0], chin.location[1] - 0.3, chin.location[2])  # 3 mm lower
+    moved = np.array(tuple(chin.location))
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    assert "mouthSmileLeft" in obj.data.shape_keys.key_blocks
+    markers = [bpy.data.objects[n] for n in json.loads(obj["faceforge_landmark_markers"])]
+    np.testing.assert_allclose(tuple(markers[8].location), moved, atol=1e-4)  # the edit is kept
+
+
+def test_material_names_assign_parts():
+    from faceforge_addon.jobs.characters import material_part
+
+    named = {
+        "Std_Eye_L": "eye", "Std_Cornea_R": "eye", "EyeWhite": "eye", "Std_Eyelash": "attached",
+        "FaceBrow": "attached", "FaceEyeline": "attached", "Std_Tongue": "tongue",
+        "Std_Lower_Teeth": "lower", "Std_Upper_Teeth": "held", "Hair_01": "held",
+        "faceforge_lower": "lower", "Std_Skin_Head": None, "Teeth": None, "Face_00_SKIN": None,
+    }  # fmt: skip
+    assert {name: material_part(name) for name in named} == named
+
+
+def test_a_material_named_for_a_part_assigns_its_faces(scene, small_model_path, character):
+    obj, test, _ = character
+    bpy.context.scene.faceforge.model_path = str(small_model_path)
+    beard = bpy.data.materials.new("Beard_Hair")
+    obj.data.materials.append(beard)
+    lower_face = test.vertices[:, 1] < np.percentile(test.vertices[:, 1], 30)  # Y up
+    index = np.array([int(lower_face[list(p.vertices)].all()) for p in obj.data.polygons], np.int32)
+    obj.data.polygons.foreach_set("material_index", index)
+    held = np.unique(np.concatenate([list(p.vertices) for p in obj.data.polygons if p.material_index == 1]))
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    keys = _keys(obj)
+    smile = np.linalg.norm(keys["mouthSmileLeft"] - keys["Basis"], axis=1)
+    assert smile[held].max() == 0.0  # the "hair" keeps still
+    assert smile.max() > 0.1
+
+
+def _sphere(centre, radius: float, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    around = np.linspace(0, 2 * np.pi, 2 * n, endpoint=False)
+    theta, phi = np.meshgrid(np.linspace(0.2, np.pi - 0.2, n), around)
+    points = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1)
+    v = centre + radius * points.reshape(-1, 3)
+    faces = []
+    for i in range(2 * n):
+        for j in range(n - 1):
+            a, b = i * n + j, ((i + 1) % (2 * n)) * n + j
+            faces += [[a, b, a + 1], [b, b + 1, a + 1]]
+    return v, np.array(faces)
+
+
+def test_selected_eye_and_teeth_objects_are_parts_of_the_head(
+    scene, small_model_path, small_motion_model_path, small_model, character
+):
+    import torch
+    from faceforge_addon import jobs, mesh
+
+    obj, test, _ = character
+    bpy.context.scene.faceforge.model_path = str(small_model_path)
+    lm = small_model.metadata["landmarks"]["ibug68"]
+    with torch.no_grad():
+        neutral = small_model.decode(test.w_id[None], small_model.neutral_expression)[0].numpy()
+    centres = [test.to_character(neutral[lm[i]].mean(0) + np.array([0.0, 0.012, 0.0])) for i in
+               (slice(36, 42), slice(42, 48))]  # fmt: skip
+    pieces = [_sphere(c, 1.1) for c in centres]
+    v = np.concatenate([p[0] for p in pieces])
+    f = np.concatenate([pieces[0][1], pieces[1][1] + len(pieces[0][0])])
+    # The eyes in an object of their own, moved: its mesh is in its own frame.
+    offset = np.array([5.0, -2.0, 1.0])
+    eyes = mesh.new_mesh_object(bpy.context, "eyes", (v - offset).astype(np.float32), f)
+    eyes.location = tuple(offset)
+    body = mesh.new_mesh_object(bpy.context, "body", (test.vertices * 3.0).astype(np.float32), test.faces)
+    for o in (obj, eyes, body):
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.view_layer.update()
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    assert json.loads(obj["faceforge_character_parts"]) == ["eyes"]  # the body is no part of the head
+    assert body.data.shape_keys is None
+    keys = _keys(eyes)
+    assert "eyeLookUpLeft" in keys and "mouthSmileLeft" not in keys  # only the keys that move it
+    own = (v - offset).astype(np.float32)
+    left = np.arange(len(pieces[0][0]), len(v))  # the second sphere: the subject's left eye
+    moved = keys["eyeLookUpLeft"][left]
+    centre = centres[1] - offset
+    np.testing.assert_allclose(
+        np.linalg.norm(moved - centre, axis=1), np.linalg.norm(own[left] - centre, axis=1), atol=0.05
+    )
+    assert np.linalg.norm(moved - own[left], axis=1).max() > 0.3  # 25 degrees on an 11 mm eye (cm)
+    # A take on the head drives the eyes' keys too.
+    animate = bpy.context.scene.faceforge_animate
+    animate.model_path = str(small_motion_model_path)
+    job = jobs.BakeTake(bpy.context, obj)
+    sources = job.rig["sources"]
+    values = np.tile(np.arange(len(sources), dtype=np.float32), (3, 1))
+    ((part, names, part_values),) = job.part_takes(values)
+    assert part == eyes and set(names) == set(keys) - {"Basis"}
+    expected = [sources.index(json.loads(eyes["faceforge_character_sources"])[n]) for n in names]
+    np.testing.assert_array_equal(part_values[0], expected)

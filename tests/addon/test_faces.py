@@ -108,7 +108,7 @@ def _fcurves(id_data):
 
 DATA_CHANGING = ("generate_face", "update_identity", "random_expression", "neutralize", "apply_to_selected",
                  "bake_take", "interpolate_takes", "transfer_motion",
-                 "interpolate", "transfer_preview")  # fmt: skip
+                 "interpolate", "transfer_preview", "retarget_character", "propose_landmarks")  # fmt: skip
 
 
 def test_undo_restores_the_previous_state(scene):

@@ -11,8 +11,48 @@ from faceforge.cli._common import _model_from_args, _print
 __all__ = ["add_commands"]
 
 
-def _cmd_register(args: argparse.Namespace) -> int:
+def _landmarks_json(model, positions) -> str:  # noqa: ANN001
+    return json.dumps(
+        {"names": list(model.metadata["landmark_names"]["ibug68"]), "positions": positions.tolist()}
+    )
 
+
+def _cmd_propose(args: argparse.Namespace) -> int:
+    from faceforge.data.meshio import read_mesh
+    from faceforge.outputs import check_folder, staged_outputs
+    from faceforge.progress import TerminalProgress
+    from faceforge.topology import propose_landmarks
+
+    if args.landmarks:
+        from faceforge.errors import FaceForgeError
+
+        raise FaceForgeError("--propose proposes landmarks; give --landmarks without it to register")
+    names = ["landmarks.json", "report.json"]
+    out = Path(args.out)
+    check_folder(out, names, args.force)
+    vertices, faces = read_mesh(args.character)
+    model, path = _model_from_args(args)
+    bar = TerminalProgress("faceforge register --propose", enabled=not (args.quiet or args.json))
+    try:
+        landmarks, figures = propose_landmarks(model, vertices, faces, progress=bar)
+    finally:
+        bar.close()
+    report = {"model": str(path), "character": str(args.character), **figures}
+    with staged_outputs(out, names, force=args.force) as staging:
+        (staging / "landmarks.json").write_text(_landmarks_json(model, landmarks))
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+    lines = [f"{phase}: {seconds:.1f} s" for phase, seconds in figures["timings_s"].items()]
+    lines.append(
+        f"68 landmarks proposed (identity fit {figures['identity_fit_mm']:.2f} mm); written to "
+        f"{out / 'landmarks.json'}: edit them and run `faceforge register` or `retarget` with --landmarks"
+    )
+    _print({**report, "out": str(out)}, args.json, lines)
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    if args.propose:
+        return _cmd_propose(args)
     from faceforge.data.meshio import read_mesh, write_obj
     from faceforge.outputs import check_folder, staged_outputs
     from faceforge.progress import TerminalProgress
@@ -43,14 +83,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
             result.similarity.inverse(result.registered),
             model.faces.cpu().numpy(),
         )
-        (staging / "landmarks.json").write_text(
-            json.dumps(
-                {
-                    "names": list(model.metadata["landmark_names"]["ibug68"]),
-                    "positions": result.landmarks.tolist(),
-                }
-            )
-        )
+        (staging / "landmarks.json").write_text(_landmarks_json(model, result.landmarks))
         (staging / "report.json").write_text(json.dumps(report, indent=2))
     lines = [f"{phase}: {seconds:.1f} s" for phase, seconds in result.timings.items()]
     lines += [
@@ -108,13 +141,10 @@ def _cmd_retarget(args: argparse.Namespace) -> int:
         "registration": corr.figures,
         "transfer": keys.figures,
     }
-    landmark_names = list(model.metadata["landmark_names"]["ibug68"])
     with staged_outputs(out, names, force=args.force) as staging:
         stem = Path(args.character).stem
         write_glb(staging / "character.glb", vertices, faces, keys.deltas, keys.names, stem)
-        (staging / "landmarks.json").write_text(
-            json.dumps({"names": landmark_names, "positions": corr.landmarks.tolist()})
-        )
+        (staging / "landmarks.json").write_text(_landmarks_json(model, corr.landmarks))
         (staging / "report.json").write_text(json.dumps(report, indent=2))
     lines = [f"{phase}: {seconds:.1f} s" for phase, seconds in result.timings.items()]
     lines += [
@@ -192,7 +222,7 @@ def _picture_rows(model, pairs_characters: list[int], artist):  # noqa: ANN001, 
         character = make_test_character(model, seed=seed, remeshed=True)
         result = retarget_character(model, character.vertices, character.faces, "arkit")
         if not rows:
-            rest, deformed = expression_sources(model, result.correspondence, shown)
+            rest, deformed = expression_sources(model, result.correspondence, shown, identity="mean")
             rows.append(
                 Row(
                     "FaceForge head",
@@ -277,6 +307,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     register.add_argument(
         "--model", help="face model file (default: the default model of `faceforge model build`)"
+    )
+    register.add_argument(
+        "--propose",
+        action="store_true",
+        help="only propose the landmarks (landmarks.json, report.json): edit them, then register from them",
     )
     register.add_argument("--small", action="store_true", help="use the small default model")
     register.add_argument("--force", action="store_true", help="replace an earlier run's files")

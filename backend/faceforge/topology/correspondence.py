@@ -20,6 +20,7 @@ from faceforge.errors import FaceForgeError
 from faceforge.progress import ProgressCallback, report
 from faceforge.topology.align import Similarity, coarse_alignment, umeyama
 from faceforge.topology.checks import boundary_edges, check_face_surface
+from faceforge.topology.identity import SurfaceFit, fit_identity_to_surface
 from faceforge.topology.nricp import NonRigidICP
 from faceforge.topology.surface import BarycentricMap, Surface
 from faceforge.topology.template import Template
@@ -27,6 +28,7 @@ from faceforge.topology.template import Template
 __all__ = [
     "Correspondence",
     "register_character",
+    "propose_landmarks",
     "check_character",
     "MIN_FACE_VERTICES",
 ]
@@ -40,10 +42,6 @@ NO_FACE_SCORE = 0.15
 #: A character vertex farther than this from the registered template is outside the face (metres,
 #: template frame): it keeps its position in every expression.
 FACE_DISTANCE = 0.004
-#: Rounds of (closest points, identity fit) before the non-rigid registration. Closest points
-#: converge slowly along the surface: 10 rounds bring a head inside the model's identity space
-#: to a code whose expressions differ from the true ones by 1-2 % (3 rounds: 3-6 %).
-IDENTITY_ROUNDS = 10
 
 
 @dataclass
@@ -58,6 +56,9 @@ class Correspondence:
         to_template: character vertices -> points on the registered template skin.
         face: ``(V_c,)`` bool, character vertices inside the face the template covers.
         w_id: ``(r_id,)`` identity code fitted to the character (with a neutral expression).
+        w_source: ``(r_id,)`` the code the expressions come from: the fit's posterior mean, where
+            directions the character's shape does not determine fall back to the mean identity
+            (:func:`~faceforge.topology.identity.posterior_code`).
         source_rotation, source_translation: rigid map of the model's frame onto the registered
             template (``x_template = R (x_model - t)`` as :class:`~faceforge.model.fitting.FitResult`).
         timings: phase -> seconds.
@@ -71,6 +72,7 @@ class Correspondence:
     to_template: BarycentricMap
     face: np.ndarray
     w_id: np.ndarray
+    w_source: np.ndarray
     source_rotation: np.ndarray
     source_translation: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
@@ -98,71 +100,85 @@ def check_character(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
     return v, f
 
 
-def _fit_identity(model, targets: np.ndarray, weights: np.ndarray):  # noqa: ANN001, ANN202
-    from faceforge.model.fitting import fit_scan
-
-    scan = np.where((weights > 0)[:, None], targets, np.nan)
-    return fit_scan(
-        model, scan, weights=np.where(weights > 0, weights, 0.0), use_flows=False, rounds=2, neutral=True
-    )
-
-
 #: Units a character may be modelled in (metres per unit): metre, decimetre, centimetre, millimetre, inch.
 UNITS = (1.0, 0.1, 0.01, 0.001, 0.0254)
-#: The alignment's scale is replaced by a unit's only within this factor of it.
+#: A real unit replaces the fitted size when it lies within this factor of it ...
 UNIT_RANGE = 1.35
+#: ... and its fit leaves the surfaces no farther apart than this factor (plus 0.02 mm) of the
+#: free fit's: a head modelled in centimetres is most likely life-size, and identity and size
+#: explain a head's size together only through its proportions.
+UNIT_TOLERANCE = 1.1
 
 
-def _unit_similarity(similarity: Similarity, vertices: np.ndarray) -> Similarity | None:
-    """The similarity at the nearest real unit (same rotation and centre), if one is near."""
-    ratio = np.array(UNITS) / similarity.scale
-    k = int(np.argmin(np.abs(np.log(ratio))))
-    if not (1.0 / UNIT_RANGE < ratio[k] < UNIT_RANGE) or abs(np.log(ratio[k])) < 0.005:
+#: Weight of edited landmarks in the identity fit (their mean squared distance against the data's).
+LANDMARK_WEIGHT = 1.0
+
+
+def _sub(progress: ProgressCallback | None, step: int, total: int) -> ProgressCallback | None:
+    """Progress of one phase reported as step ``step`` of ``total`` (cancel passes through)."""
+    if progress is None:
         return None
-    centre = vertices.mean(axis=0)
-    translation = similarity.apply(centre) - UNITS[k] * similarity.rotation @ centre
-    return Similarity(UNITS[k], similarity.rotation, translation)
+    return lambda _done, _of, message: progress(step, total, message)
 
 
-def _identity_rounds(model, template: Template, local: Surface, weights: np.ndarray) -> tuple:  # noqa: ANN001
-    """Closest points <-> identity fit, :data:`IDENTITY_ROUNDS` times: ``(fit, residual in metres)``."""
-    start = template.vertices
-    for _ in range(IDENTITY_ROUNDS):
-        hit = local.closest(start)
-        use = weights * (hit.distances < 0.01)
-        fit = _fit_identity(model, local.points(hit), use)
-        start = fit.vertices.astype(np.float64)
-    hit = local.closest(start)
-    residual = float((weights * np.minimum(hit.distances, 0.01)).sum() / weights.sum())
-    return fit, residual
+def _fit_in_unit(
+    model,  # noqa: ANN001 - FaceModel
+    template: Template,
+    similarity: Similarity,
+    local: Surface,
+    weights: np.ndarray,
+    **kw,  # noqa: ANN001
+) -> tuple[Similarity, SurfaceFit, float | None]:
+    """The identity fit with a free size, or at a real unit where one fits as well.
+
+    Returns ``(similarity, fit, unit)``: the similarity maps the character into the fitted head's
+    true size (metres; the fit's own scale is then 1), ``unit`` is the real unit used or None.
+    """
+    free = fit_identity_to_surface(model, template, local, weights, **kw)
+    metres = similarity.scale / free.scale  # metres per character unit, as fitted
+    best, unit = free, None
+    near = [u for u in UNITS if 1.0 / UNIT_RANGE < u / metres < UNIT_RANGE]
+    if near:
+        u = min(near, key=lambda q: abs(np.log(q / metres)))
+        fixed = fit_identity_to_surface(model, template, local, weights, scale=similarity.scale / u, **kw)
+        if fixed.residual_mm <= UNIT_TOLERANCE * free.residual_mm + 0.02 * similarity.scale / u:
+            best, unit = fixed, u
+    s = best.scale
+    return Similarity(similarity.scale / s, similarity.rotation, similarity.translation / s), best, unit
 
 
-def register_character(
+@dataclass
+class _Fitted:
+    """The character aligned and FaceForge's identity fitted to it (phases 1-2)."""
+
+    template: Template
+    vertices: np.ndarray
+    faces: np.ndarray
+    similarity: Similarity
+    fit: SurfaceFit
+    unit: float | None
+    local: Surface
+    start: np.ndarray
+    landmarks: np.ndarray
+    edited: bool
+    weights: np.ndarray
+    timings: dict[str, float]
+
+
+def _align_and_fit(
     model,  # noqa: ANN001 - FaceModel
     vertices: np.ndarray,
     faces: np.ndarray,
-    landmarks: np.ndarray | None = None,
-    progress: ProgressCallback | None = None,
-) -> Correspondence:
-    """Register FaceForge's template onto a character mesh (see the module docstring).
-
-    Args:
-        model: the face model (template, identity space).
-        vertices: ``(V_c, 3)`` character vertices, any units and orientation.
-        faces: ``(F_c, 3)`` character triangles (all components: parts are told apart later).
-        landmarks: optional ``(68, 3)`` landmarks on the character in its frame (edited markers;
-            NaN rows are unknown). Without them they are proposed.
-        progress: ``progress(done, total, message)``; returning False cancels.
-
-    Raises:
-        FaceForgeError: bad arrays, a mesh too coarse, or no face found.
-    """
+    landmarks: np.ndarray | None,
+    progress: ProgressCallback | None,
+    total: int,
+) -> _Fitted:
+    """Checks, alignment (coarse or from landmarks), identity fit and proposed landmarks."""
     v, f = check_character(vertices, faces)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     template = Template.from_model(model)
     surface = Surface(v, f)
-    total = 4
     report(progress, 0, total, "alignment")
     edited = landmarks is not None
     if not edited:
@@ -188,27 +204,91 @@ def register_character(
     clock = time.perf_counter()
     report(progress, 1, total, "identity fit")
     weights = template.fit_weights()
-    # Alignment scales the character to the *mean* head: a head 15 % larger than the mean is
-    # shrunk by 15 % and the identity fit then finds a wrong, smaller face (and its expressions).
-    # A character made in a real unit is tried at that unit too; the identity that fits the
-    # surface more closely decides (measured on heads of known identity: 4-10 mm -> ~1 mm).
-    candidates = [similarity] + [s for s in [_unit_similarity(similarity, v)] if s is not None]
-    best = None
-    for candidate in candidates:
-        trial = _identity_rounds(model, template, Surface(candidate.apply(v), f), weights)
-        if best is None or trial[1] < best[2]:
-            best = (candidate, *trial)
-    similarity, fit, residual = best
-    unit = similarity.scale if similarity is not candidates[0] else None
-    # The character in the template frame: all later geometry is in metres there.
+    aligned = Surface(similarity.apply(v), f)
+    lm_aligned = similarity.apply(landmarks) if edited else None
+    similarity, fit, unit = _fit_in_unit(
+        model,
+        template,
+        similarity,
+        aligned,
+        weights,
+        landmarks=lm_aligned,
+        landmark_weight=LANDMARK_WEIGHT if edited else 0.0,
+        progress=_sub(progress, 1, total),
+    )
+    # The character in the template frame at its fitted true size: later geometry is in metres.
     local = Surface(similarity.apply(v), f)
-    start = fit.vertices.astype(np.float64)
+    start = fit.vertices / fit.scale
     # Proposed on the fitted head, whose features already sit near the character's; edited
     # landmarks keep their places and unknown (NaN) ones take the proposed.
     proposed = similarity.inverse(local.points(local.closest(start[template.landmarks])))
     landmarks = proposed if not edited else np.where(np.isfinite(landmarks), landmarks, proposed)
-    lm_local = similarity.apply(landmarks)
     timings["identity fit"] = time.perf_counter() - clock
+    return _Fitted(template, v, f, similarity, fit, unit, local, start, landmarks, edited, weights, timings)
+
+
+def propose_landmarks(
+    model,  # noqa: ANN001 - FaceModel
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The 68 landmarks FaceForge proposes on a character, before any non-rigid registration.
+
+    The first two phases of :func:`register_character` (alignment, identity fit): the fitted
+    head's landmark vertices snapped to the character's surface. The user moves the wrong ones
+    and registers from them (``register_character(..., landmarks=...)``).
+
+    Returns:
+        ``landmarks (68, 3)`` in the character's frame and figures (``identity_fit_mm``, ``unit``,
+        phase ``timings_s``).
+
+    Raises:
+        FaceForgeError: as :func:`register_character`.
+    """
+    fitted = _align_and_fit(model, vertices, faces, None, progress, 2)
+    report(progress, 2, 2, "landmarks proposed")
+    figures = {
+        "identity_fit_mm": fitted.fit.residual_mm / fitted.fit.scale,
+        "unit": fitted.unit,
+        "metres_per_unit": float(fitted.similarity.scale),
+        "timings_s": fitted.timings,
+    }
+    return fitted.landmarks, figures
+
+
+def register_character(
+    model,  # noqa: ANN001 - FaceModel
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    landmarks: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> Correspondence:
+    """Register FaceForge's template onto a character mesh (see the module docstring).
+
+    Args:
+        model: the face model (template, identity space).
+        vertices: ``(V_c, 3)`` character vertices, any units and orientation.
+        faces: ``(F_c, 3)`` character triangles (all components: parts are told apart later).
+        landmarks: optional ``(68, 3)`` landmarks on the character in its frame (edited markers;
+            NaN rows are unknown). Without them they are proposed.
+        progress: ``progress(done, total, message)``; returning False cancels.
+
+    Raises:
+        FaceForgeError: bad arrays, a mesh too coarse, or no face found.
+    """
+    total = 4
+    fitted = _align_and_fit(model, vertices, faces, landmarks, progress, total)
+    template, v, f = fitted.template, fitted.vertices, fitted.faces
+    similarity, fit, unit, local, start = (
+        fitted.similarity,
+        fitted.fit,
+        fitted.unit,
+        fitted.local,
+        fitted.start,
+    )
+    landmarks, edited, weights, timings = fitted.landmarks, fitted.edited, fitted.weights, fitted.timings
+    lm_local = similarity.apply(landmarks)
 
     clock = time.perf_counter()
     report(progress, 2, total, "non-rigid registration")
@@ -223,12 +303,9 @@ def register_character(
     registered[skin] = result.vertices
     timings["non-rigid registration"] = time.perf_counter() - clock
 
-    # The identity fitted by closest points is kept (a refit to the registered vertices, which
-    # the non-rigid step slid along the surface, measured 5-10 % worse keys).
-    refit = fit
     # Floating parts (the tongue) follow the fitted identity.
     rest = ~template.skin
-    registered[rest] = refit.vertices[rest]
+    registered[rest] = start[rest]
 
     clock = time.perf_counter()
     report(progress, 3, total, "correspondence")
@@ -264,13 +341,13 @@ def register_character(
         if matched.any()
         else float("nan"),
         "matched_fraction": float(matched.mean()),
-        "identity_fit_mm": float(refit.error_mm),
+        "identity_fit_mm": fit.residual_mm / fit.scale,
+        "identity_iterations": fit.iterations,
         "character_face_vertices": int(face.sum()),
         "components": int(connected_components(f, len(v)).max() + 1),
         # The unit (metres per character unit) the character was read in, or None where the
         # alignment's own scale fitted better (a head no real size explains).
         "unit": unit,
-        "identity_residual_mm": residual * 1e3,
         "open_edges_on_face_mm": defects["open_edge_length_m"] * 1e3,
     }
     return Correspondence(
@@ -280,9 +357,11 @@ def register_character(
         to_character=to_character,
         to_template=to_template,
         face=face,
-        w_id=refit.w_id,
-        source_rotation=refit.rotation,
-        source_translation=refit.translation,
+        w_id=fit.w_id,
+        w_source=fit.w_source,
+        # x_template = R x_model + t / s  <=>  x_model = R^T x_template - R^T t / s.
+        source_rotation=fit.rotation.T,
+        source_translation=-fit.rotation.T @ fit.translation / fit.scale,
         timings=timings,
         figures=figures,
     )

@@ -19,13 +19,16 @@ import numpy as np
 from faceforge.data.geometry import connected_components
 from faceforge.errors import FaceForgeError
 
-__all__ = ["PART_KINDS", "Parts", "find_parts", "gaze_rotation", "GAZE_DEGREES"]
+__all__ = ["ASSIGNABLE_PARTS", "PART_KINDS", "Parts", "find_parts", "gaze_rotation", "GAZE_DEGREES"]
 
 #: What a character vertex can be. ``skin``: deformation transfer; ``attached``: follows the skin
 #: displacement under it; ``eye_left``/``eye_right``: rotates about the eye centre; ``lower``:
 #: carried rigidly by the jaw (lower teeth); ``tongue``: the jaw's motion plus the template tongue's
 #: own (``tongueOut``); ``held``: keeps its place.
 PART_KINDS = ("skin", "attached", "eye_left", "eye_right", "lower", "held", "tongue")
+#: What a user may assign: a part kind, or ``eye`` (an eye of either side: each connected piece
+#: goes to the eye it sits at, as a material named "Eye" covers both).
+ASSIGNABLE_PARTS = (*PART_KINDS, "eye")
 #: A mouth part lying this close (median, metres) to the registered template's tongue is a tongue.
 TONGUE_DISTANCE = 0.004
 
@@ -72,6 +75,24 @@ def _sphere_centre(points: np.ndarray) -> tuple[np.ndarray, float]:
     radius = np.sqrt(max(sol[3] + centre @ centre, 1e-12))
     residual = np.sqrt(((np.linalg.norm(points - centre, axis=1) - radius) ** 2).mean())
     return centre, float(residual / radius)
+
+
+def _sided_eyes(
+    assigned: dict[str, np.ndarray], labels: np.ndarray, local: np.ndarray, eye_prior: dict, n: int
+) -> dict[str, np.ndarray]:
+    """``assigned`` with an ``eye`` entry split into ``eye_left`` / ``eye_right`` by connected
+    piece (each to the nearer eye); checks every entry's indices."""
+    for part, idx in assigned.items():
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            raise FaceForgeError(f"part {part!r} names vertices the character does not have")
+    eyes = np.asarray(assigned.pop("eye", []), dtype=np.int64)
+    for c in np.unique(labels[eyes]):
+        piece = eyes[labels[eyes] == c]
+        centroid = local[piece].mean(axis=0)
+        side = min(eye_prior, key=lambda s: np.linalg.norm(centroid - eye_prior[s]))
+        assigned[side] = np.union1d(np.asarray(assigned.get(side, []), dtype=np.int64), piece)
+    return assigned
 
 
 def find_parts(
@@ -146,12 +167,11 @@ def find_parts(
     kind[(kind == "skin") & ~face] = "held"
     kind[face & (kind == "held")] = "skin"
     source = {k: "found" for k in PART_KINDS}
-    for part, idx in (assigned or {}).items():
+    assigned = _sided_eyes(dict(assigned or {}), labels, local, eye_prior, n)
+    for part, idx in assigned.items():
         if part not in PART_KINDS:
-            raise FaceForgeError(f"unknown part {part!r}; parts are {', '.join(PART_KINDS)}")
+            raise FaceForgeError(f"unknown part {part!r}; parts are {', '.join(ASSIGNABLE_PARTS)}")
         idx = np.asarray(idx, dtype=np.int64)
-        if len(idx) and (idx.min() < 0 or idx.max() >= n):
-            raise FaceForgeError(f"part {part!r} names vertices the character does not have")
         kind[idx] = part
         source[part] = "assigned"
         if part in eye_points:

@@ -4,6 +4,12 @@ Each call names the motion model file (``path``; default: the cached one) and is
 between calls. The face comes as its basis ``neutral (V, 3)`` and its shape keys' displacements
 ``keys (E, V, 3)``; the answer is the take baked on those keys: ``values (T, E)`` in [0, 1], the
 per-frame RMS residual ``rms_mm (T,)`` and, with ``exact``, the residual itself ``(T, V, 3)``.
+
+A retargeted character (any topology) comes instead as the ``identity`` code fitted to it and the
+FaceForge expressions its keys were made from (``sources``): the take is made on that identity's
+FaceForge head (its proxy, in the model's topology) and baked on the proxy's keys of those
+expressions, whose values then drive the character's keys of the same sources. The loaded face
+model decodes the proxy.
 """
 
 from __future__ import annotations
@@ -18,10 +24,18 @@ from faceforge.server.registry import MAX_SEED, ArraySpec, Context, Param, metho
 __all__ = ["build", "take", "transfer"]
 
 _FACE = {
-    "neutral": ArraySpec(("float32", "float64"), ("V", 3), doc="the face's basis (V, 3), metres"),
-    "keys": ArraySpec(("float32", "float64"), ("E", "V", 3), doc="shape-key displacements (E, V, 3)"),
+    "neutral": ArraySpec(
+        ("float32", "float64"), ("V", 3), required=False, doc="the face's basis (V, 3), metres"
+    ),
+    "keys": ArraySpec(
+        ("float32", "float64"), ("E", "V", 3), required=False, doc="shape-key displacements (E, V, 3)"
+    ),
 }
 _COMMON = {
+    "identity": Param(
+        list, default=None, items=(int, float), doc="a retargeted character's identity code (no arrays)"
+    ),
+    "sources": Param(list, default=None, items=str, doc="the FaceForge expressions of its keys"),
     "path": Param(str, default=None, doc="absolute motion model path (default: the cached one)"),
     "exact": Param(bool, default=False, doc="also return what the keys cannot express"),
     "intensity": Param(float, default=1.0, minimum=0.0, maximum=3.0, doc="scale of the motion"),
@@ -49,6 +63,36 @@ def _motion_model(ctx: Context, path: str | None):  # noqa: ANN202 - MotionModel
         ctx.state["motion_model"] = load_motion_model(file)
         ctx.state["motion_model_path"] = str(file)
     return ctx.state["motion_model"]
+
+
+def _face_rig(
+    ctx: Context,
+    neutral: np.ndarray | None,
+    keys: np.ndarray | None,
+    identity: list | None,
+    sources: list | None,
+    exact: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The face's ``neutral (V, 3)`` and ``keys (E, V, 3)``: given, or a character's proxy."""
+    if identity is None:
+        if neutral is None or keys is None:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS, "give the face's 'neutral' and 'keys', or a character's 'identity'"
+            )
+        return neutral, keys
+    if neutral is not None or keys is not None:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "give either the face's arrays or an 'identity', not both")
+    if not sources:
+        raise RpcError(ErrorCode.INVALID_PARAMS, "a character's take needs the 'sources' of its keys")
+    if exact:
+        raise RpcError(
+            ErrorCode.INVALID_PARAMS,
+            "an exact take is made on a FaceForge face; a character's take drives its shape keys",
+        )
+    from faceforge.server.methods.model import _model
+    from faceforge.topology.transfer import proxy_rig
+
+    return proxy_rig(_model(ctx), np.asarray(identity, dtype=np.float32), sources)
 
 
 def _bake(ctx: Context, dense: np.ndarray, keys: np.ndarray, exact: bool) -> dict:
@@ -80,9 +124,11 @@ def _bake(ctx: Context, dense: np.ndarray, keys: np.ndarray, exact: bool) -> dic
 )
 def take(
     ctx: Context,
-    neutral: np.ndarray,
-    keys: np.ndarray,
     label: str,
+    neutral: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+    identity: list | None = None,
+    sources: list | None = None,
     path: str | None = None,
     exact: bool = False,
     intensity: float = 1.0,
@@ -95,6 +141,7 @@ def take(
     blend: float = 0.0,
 ) -> dict:
     """A generated take on the face's shape keys (see the module docstring)."""
+    neutral, keys = _face_rig(ctx, neutral, keys, identity, sources, exact)
     model = _motion_model(ctx, path)
     ctx.progress(0, 2, "generating the motion")
     motion = model.landmark_motion(label, seed, other_label, other_seed, blend)
@@ -114,14 +161,17 @@ def take(
 )
 def transfer(
     ctx: Context,
-    neutral: np.ndarray,
-    keys: np.ndarray,
     source: np.ndarray,
+    neutral: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
+    identity: list | None = None,
+    sources: list | None = None,
     path: str | None = None,
     exact: bool = False,
     intensity: float = 1.0,
 ) -> dict:
     """Another face's motion (frame 0 neutral) on this face's shape keys, through S2D-Dec."""
+    neutral, keys = _face_rig(ctx, neutral, keys, identity, sources, exact)
     model = _motion_model(ctx, path)
     dense = model.transfer(source, neutral, intensity)
     return _bake(ctx, dense, keys, exact)
