@@ -309,6 +309,9 @@ class FACEFORGE_OT_simulate(_JobOperator, Operator):
     bl_label = "Simulate Take"
 
     def make_job(self, context):
+        obj = context.active_object
+        if obj is not None and not obj.faceforge.is_face and "faceforge_character_map" in obj:
+            return jobs.SimulateCharacter(context)  # a retargeted character: through its proxy
         return jobs.SimulateTake(context)
 
 

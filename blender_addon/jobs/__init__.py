@@ -36,7 +36,7 @@ from .faces import (
     UpdateIdentity,
 )
 from .model import BuildModel, BuildMotionModel, LoadModel
-from .physics import SimulateTake
+from .physics import SimulateCharacter, SimulateTake
 from .takes import BakeTake, InterpolateTakes, TransferMotion
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "BakeTake",
     "InterpolateTakes",
     "TransferMotion",
+    "SimulateCharacter",
     "SimulateTake",
     "BackendError",
     "BuildModel",

@@ -185,6 +185,57 @@ class ProposeLandmarks(Job):
         return self.obj
 
 
+#: Mesh attributes holding where each vertex lies on the registered FaceForge template.
+MAP_FACE, MAP_WEIGHTS, MAP_ON_FACE = "faceforge_map_face", "faceforge_map_weights", "faceforge_on_face"
+
+
+def write_character_map(obj, faces, weights, on_face, to_character) -> None:
+    """Store the character's correspondence as point attributes (saved with the file) and the
+    frames' relation as a property; physics on the proxy is carried back with them."""
+    attributes = obj.data.attributes
+    for name, kind, field, values in (
+        (MAP_FACE, "INT", "value", np.asarray(faces, dtype=np.int32)),
+        (MAP_WEIGHTS, "FLOAT_VECTOR", "vector", np.asarray(weights, dtype=np.float32).ravel()),
+        (MAP_ON_FACE, "BOOLEAN", "value", np.asarray(on_face).astype(bool)),
+    ):
+        old = attributes.get(name)
+        if old is not None:
+            attributes.remove(old)
+        attributes.new(name, kind, "POINT").data.foreach_set(field, values)
+    obj["faceforge_character_map"] = json.dumps(
+        {"to_character": [float(x) for x in to_character], "n_vertices": len(obj.data.vertices)}
+    )
+
+
+def read_character_map(obj, what: str) -> dict:
+    """The stored correspondence (arrays and ``to_character``), or one clear error."""
+    info = json.loads(obj.get("faceforge_character_map", "{}"))
+    attributes = obj.data.attributes
+    names = (MAP_FACE, MAP_WEIGHTS, MAP_ON_FACE)
+    if not info or any(attributes.get(n) is None for n in names):
+        raise FaceForgeInputError(
+            f"{what}: {obj.name} has no FaceForge correspondence; run Add FaceForge Expressions first"
+        )
+    n = len(obj.data.vertices)
+    if info["n_vertices"] != n:
+        raise FaceForgeInputError(
+            f"{what}: {obj.name} has {n} vertices, {info['n_vertices']} when its expressions were "
+            "added; run Add FaceForge Expressions again"
+        )
+    faces = np.empty(n, dtype=np.int32)
+    attributes[MAP_FACE].data.foreach_get("value", faces)
+    weights = np.empty(3 * n, dtype=np.float32)
+    attributes[MAP_WEIGHTS].data.foreach_get("vector", weights)
+    on_face = np.empty(n, dtype=bool)
+    attributes[MAP_ON_FACE].data.foreach_get("value", on_face)
+    return {
+        "map_faces": faces,
+        "map_weights": weights.reshape(n, 3),
+        "on_face": on_face.astype(np.int8),
+        "to_character": info["to_character"],
+    }
+
+
 def character_rig(obj) -> dict | None:
     """What a take needs of a retargeted character, or None when ``obj`` is not one.
 
@@ -344,6 +395,14 @@ class RetargetCharacter(Job):
             )
             moved_parts.append(part.name)
         self.obj["faceforge_character_parts"] = json.dumps(moved_parts)
+        arrays = result["arrays"]
+        write_character_map(
+            self.obj,
+            np.asarray(arrays["map_faces"])[:n0],
+            np.asarray(arrays["map_weights"])[:n0],
+            np.asarray(arrays["on_face"])[:n0],
+            result["to_character"],
+        )
         write_markers(
             self.context, self.obj, np.asarray(result["arrays"]["landmarks"]), result["landmark_names"]
         )

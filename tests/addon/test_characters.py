@@ -317,3 +317,39 @@ def test_selected_eye_and_teeth_objects_are_parts_of_the_head(
     assert part == eyes and set(names) == set(keys) - {"Basis"}
     expected = [sources.index(json.loads(eyes["faceforge_character_sources"])[n]) for n in names]
     np.testing.assert_array_equal(part_values[0], expected)
+
+
+def test_simulate_on_a_character_plays_its_pose_plus_its_proxys_physics(scene, small_model_path, character):
+    from faceforge_addon import jobs
+
+    obj, test, _ = character
+    bpy.context.scene.faceforge.model_path = str(small_model_path)
+    assert bpy.ops.faceforge.retarget_character() == {"FINISHED"}
+    blocks = obj.data.shape_keys.key_blocks
+    pressed = ("mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthRollUpper")
+    for frame, value in ((1, 0.0), (2, 1.5)):  # frame 2 presses the lips through each other
+        for name in pressed:
+            blocks[name].value = value
+            blocks[name].keyframe_insert("value", frame=frame)
+    physics = bpy.context.scene.faceforge_physics
+    physics.frame_start, physics.frame_end, physics.resolution, physics.contact = 1, 2, "6.8", True
+    job = jobs.SimulateCharacter(bpy.context)
+    jobs.run(job)
+    caches = [m for m in obj.modifiers if m.type == "MESH_CACHE"]
+    assert [m.name for m in caches] == ["FF physics 1-2"] and obj.modifiers[0] == caches[
+        0
+    ]  # before the armature
+
+    def shown(frame):
+        bpy.context.scene.frame_set(frame)
+        evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        return np.array([v.co[:] for v in evaluated.data.vertices])
+
+    for frame in (1, 2):  # what the user sees is the shape-key pose plus the carried physics
+        np.testing.assert_allclose(shown(frame), job.frames[frame - 1], atol=1e-4)
+    assert np.linalg.norm(job.frames[1] - job.poses[1], axis=1).max() > 0.02  # 0.2 mm: the contact
+    assert np.abs(job.frames[0] - job.poses[0]).max() < 0.05  # the rest frame hardly moves
+    # After the simulated range the keys alone (they hold frame 2's values).
+    np.testing.assert_allclose(shown(8), job.poses[1], atol=1e-4)
+    assert bpy.ops.faceforge.simulate() == {"FINISHED"}  # the Physics panel's operator, rebaked
+    assert [m.name for m in obj.modifiers if m.type == "MESH_CACHE"] == ["FF physics 1-2"]

@@ -78,6 +78,13 @@ class Correspondence:
     timings: dict[str, float] = field(default_factory=dict)
     figures: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def model_to_character(self) -> np.ndarray:
+        """``(3, 3)`` displacements in the model's frame (metres) -> the character's frame and units,
+        as row vectors (``d_character = d_model @ M``): the source rotation, then the similarity's
+        rotation and scale undone."""
+        return self.source_rotation @ self.similarity.rotation / self.similarity.scale
+
 
 def check_character(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The character as float64/int64 arrays, or one clear error naming the problem."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from faceforge.server.registry import ArraySpec, Context, Param, method
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "simulate_character"]
 
 
 def _physical_face(  # noqa: ANN202 - PhysicalFace
@@ -117,6 +117,86 @@ def simulate(
         "rms_mm": rms,
         "residual": residual,
         "frames": int(len(baked)),
+        "v2v_mm": result.v2v_mm,
+        "seconds": result.seconds,
+        "summary": {**result.summary(), **face.material.summary(), "setup_seconds": face.setup_seconds},
+    }
+
+
+@method(
+    "physics.simulate_character",
+    params={
+        "identity": Param(list, items=(int, float), doc="the identity code fitted to the character"),
+        "sources": Param(list, items=str, doc="the FaceForge expressions of the values' columns"),
+        "to_character": Param(list, items=(int, float), doc="3x3 displacement map model -> character (9)"),
+        "resolution_mm": Param(float, default=2.0, minimum=0.5, maximum=20.0, doc="lattice spacing (mm)"),
+        "contact": Param(bool, default=True, doc="resolve lip-lip and lip-teeth collisions (IPC)"),
+        "gravity": Param(list, default=None, items=(int, float), doc="gravity (m/s^2), character frame"),
+        "jaw_scale": Param(float, default=1.0, minimum=0.5, maximum=1.5, doc="scale of the jaw bone"),
+        "device": Param(str, default="auto", doc="where the solves run: auto (a CUDA GPU if any), cpu, cuda"),
+    },
+    arrays={
+        "values": ArraySpec(("float32", "float64"), ("T", "E"), doc="source values per frame (T, E)"),
+        "map_faces": ArraySpec(("int32", "int64"), ("V",), doc="template triangle under each vertex"),
+        "map_weights": ArraySpec(("float32", "float64"), ("V", 3), doc="barycentric coordinates on it"),
+        "on_face": ArraySpec(("bool", "int8", "uint8"), ("V",), doc="vertices the template covers"),
+    },
+)
+def simulate_character(
+    ctx: Context,
+    identity: list,
+    sources: list,
+    to_character: list,
+    values: np.ndarray,
+    map_faces: np.ndarray,
+    map_weights: np.ndarray,
+    on_face: np.ndarray,
+    resolution_mm: float = 2.0,
+    contact: bool = True,
+    gravity: list | None = None,
+    jaw_scale: float = 1.0,
+    device: str = "auto",
+) -> dict:
+    """A retargeted character's animation simulated on its FaceForge proxy: ``corrections (T, V,
+    3)`` (character units) to add to its shape-key pose, with the proxy's figures."""
+    from faceforge.errors import FaceForgeError
+    from faceforge.physics.characters import CharacterMap, proxy_head, simulate_character
+    from faceforge.physics.solver import resolve_device
+    from faceforge.server.methods.model import _model
+
+    if len(to_character) != 9:
+        raise FaceForgeError("to_character needs nine numbers (a 3x3 matrix)")
+    if gravity is not None and len(gravity) != 3:
+        raise FaceForgeError("gravity needs three components")
+    if values.shape[1] != len(sources):
+        raise FaceForgeError(f"values have {values.shape[1]} columns for {len(sources)} sources")
+    resolve_device(device)
+    model = _model(ctx)
+    w = np.asarray(identity, dtype=np.float32)
+    neutral, keys = proxy_head(model, w, sources)
+    jaw = keys[sources.index("jawOpen")] if "jawOpen" in sources else None
+    triangles = model.faces.cpu().numpy().astype(np.int64)
+    face = _physical_face(ctx, neutral, triangles, jaw, resolution_mm, contact, device)
+    character_map = CharacterMap(
+        np.asarray(map_faces, dtype=np.int64),
+        np.asarray(map_weights, dtype=np.float64),
+        np.asarray(on_face).astype(bool),
+        np.asarray(to_character, dtype=np.float64).reshape(3, 3),
+    )
+    corrections, result = simulate_character(
+        model,
+        w,
+        sources,
+        values,
+        character_map,
+        physical_face=face,
+        gravity=None if gravity is None else np.asarray(gravity, dtype=np.float64),
+        jaw_scale=jaw_scale,
+        progress=ctx.progress,
+    )
+    return {
+        "corrections": corrections,
+        "frames": int(len(corrections)),
         "v2v_mm": result.v2v_mm,
         "seconds": result.seconds,
         "summary": {**result.summary(), **face.material.summary(), "setup_seconds": face.setup_seconds},

@@ -110,6 +110,12 @@ def retarget(
         # The FaceForge expression of each key and the identity fitted to the character: a take
         # is made on that identity's head and drives the keys through these (``animate.take``).
         "sources": [row.source for row in chosen.keys],
+        # Where each vertex lies on the registered template and the frames' relation: physics on
+        # the proxy is carried onto the character with these (``physics.simulate_character``).
+        "map_faces": corr.to_template.faces.astype(np.int32),
+        "map_weights": corr.to_template.weights.astype(np.float32),
+        "on_face": corr.face.astype(np.int8),
+        "to_character": [float(x) for x in corr.model_to_character.ravel()],
         "identity": [float(x) for x in corr.w_source],
         "profile": chosen.name,
         "parts": keys.figures["parts"],
