@@ -24,6 +24,7 @@ class SimulateTake(_TakeJob):
     def __init__(self, context, obj=None, frame_start=None, frame_end=None) -> None:
         Job.__init__(self, context)
         self.obj = _face(obj or context.active_object, self.label)
+        self.rig = None  # a FaceForge face (a retargeted character simulates in SimulateCharacter)
         self.settings = context.scene.faceforge_physics
         s = self.settings
         self.names, self.basis, self.keys = _rig_arrays(self.obj)

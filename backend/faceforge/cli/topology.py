@@ -171,6 +171,13 @@ def _cmd_eval_retarget(args: argparse.Namespace) -> int:
     say = (lambda _m: None) if (args.quiet or args.json) else print
     seeds = [int(s) for s in args.seeds.split(",")]
     pairs = evaluate_pairs(model, seeds, args.remeshed_vertices, say)
+    if args.held_out:
+        from faceforge.data.build import load_built_dataset
+        from faceforge.store import default_data_dir
+        from faceforge.topology.bench import evaluate_held_out
+
+        dataset = load_built_dataset(args.data or default_data_dir(args.small))
+        pairs += evaluate_held_out(model, dataset, args.held_out, say)
     report: dict = {"model": str(path), "pairs": pairs}
     lines = format_pairs(pairs)
     artist = None
@@ -256,6 +263,14 @@ def add_eval_command(evaluate: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--seeds", default="3,5,11", help="identities of the test characters (default 3,5,11)")
     ev.add_argument("--remeshed-vertices", type=int, default=6000, help="size of the remeshed characters")
+    ev.add_argument(
+        "--held-out",
+        type=int,
+        default=0,
+        help="also this many held-out dataset identities, in FaceForge's and SOMA's topology (truth: "
+        "the dataset's own expressions)",
+    )
+    ev.add_argument("--data", help="the dataset of --held-out (default: the model's default dataset)")
     ev.add_argument("--artist", help="an FBX/GLB/.blend character with its artist's ARKit-named keys")
     ev.add_argument("--object", help="the artist's mesh object (default: the one with the most keys)")
     ev.add_argument("--profile", default="facecap", help="the artist's key names (default facecap)")

@@ -31,6 +31,8 @@ __all__ = [
     "AnnyHead",
     "IdentitySpec",
     "load_anny_model",
+    "load_anny_soma_model",
+    "anny_bodies",
     "anny_head",
     "compute_head_vertex_indices",
     "sample_identities",
@@ -90,6 +92,32 @@ def load_anny_model():  # noqa: ANN201 - anny.Anny
     with contextlib.redirect_stdout(sys.stderr):
         anny = _import_anny()
         return anny.Anny(local_changes="default", facial_actions="all")
+
+
+@functools.lru_cache(maxsize=1)
+def load_anny_soma_model():  # noqa: ANN201 - anny.Anny
+    """anny in its ``soma`` topology (a retopology of the same body by SOMA-X's artists, Apache
+    2.0, shipped inside the anny package): the same identities on another artist's mesh."""
+    with contextlib.redirect_stdout(sys.stderr):
+        anny = _import_anny()
+        return anny.Anny(topology="soma", local_changes="default", facial_actions="all")
+
+
+def anny_bodies(model, identities: list[IdentitySpec]) -> np.ndarray:  # noqa: ANN001 - anny.Anny
+    """``(B, V, 3)`` float64 neutral bodies of ``identities`` from an anny model (its topology)."""
+    import torch
+
+    phenotype = {
+        key: torch.tensor([s.phenotype[key] for s in identities], dtype=model.dtype)
+        for key in identities[0].phenotype
+    }
+    local = {
+        key: torch.tensor([s.local_changes.get(key, 0.0) for s in identities], dtype=model.dtype)
+        for key in model.local_change_labels
+    }
+    with torch.no_grad():
+        out = model(phenotype_kwargs=phenotype, local_changes_kwargs=local)
+    return out["vertices"].cpu().numpy().astype(np.float64)
 
 
 def compute_head_vertex_indices(model) -> np.ndarray:  # noqa: ANN001 - anny.Anny
@@ -191,20 +219,7 @@ class AnnyHead:
 
     def neutral_heads(self, identities: list[IdentitySpec]) -> np.ndarray:
         """``(B, V, 3)`` float64 neutral heads of ``identities`` in anny's frame, metres."""
-        import torch
-
-        model = self.model
-        phenotype = {
-            key: torch.tensor([s.phenotype[key] for s in identities], dtype=model.dtype)
-            for key in identities[0].phenotype
-        }
-        local = {
-            key: torch.tensor([s.local_changes.get(key, 0.0) for s in identities], dtype=model.dtype)
-            for key in model.local_change_labels
-        }
-        with torch.no_grad():
-            out = model(phenotype_kwargs=phenotype, local_changes_kwargs=local)
-        return out["vertices"][:, torch.as_tensor(self.vertex_indices)].cpu().numpy()
+        return anny_bodies(self.model, identities)[:, self.vertex_indices]
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ import numpy as np
 from faceforge.topology.evaluation import evaluate_retarget, make_test_character
 from faceforge.topology.retarget import retarget_character
 
-__all__ = ["evaluate_pairs", "bench_retarget", "compare_artist", "format_pairs"]
+__all__ = ["evaluate_pairs", "evaluate_held_out", "bench_retarget", "compare_artist", "format_pairs"]
 
 
 def evaluate_pairs(
@@ -34,6 +34,31 @@ def evaluate_pairs(
             character = make_test_character(
                 model, seed=seed, remeshed=remeshed, target_vertices=remeshed_vertices
             )
+            say(f"retargeting {character.name}")
+            result = retarget_character(model, character.vertices, character.faces, "arkit")
+            rows.append(evaluate_retarget(model, character, result))
+    return rows
+
+
+def evaluate_held_out(
+    model,  # noqa: ANN001 - FaceModel
+    dataset,  # noqa: ANN001 - FaceDataset
+    count: int = 2,
+    say: Callable[[str], None] = print,
+) -> list[dict]:
+    """Figures for ``count`` test identities spread over the ages (youngest to oldest), in
+    FaceForge's topology and in SOMA's (:func:`~faceforge.topology.dataset_characters.
+    make_dataset_character`)."""
+    from faceforge.topology.dataset_characters import make_dataset_character
+
+    ids = dataset.split("test")
+    ages = np.array([dataset.identity_info[i].get("age_years", np.nan) for i in ids])
+    by_age = ids[np.argsort(ages)]
+    chosen = by_age[np.unique(np.round(np.linspace(0, len(by_age) - 1, count)).astype(int))]
+    rows = []
+    for identity in [int(i) for i in chosen]:
+        for topology in ("same", "soma"):
+            character = make_dataset_character(dataset, identity, topology)
             say(f"retargeting {character.name}")
             result = retarget_character(model, character.vertices, character.faces, "arkit")
             rows.append(evaluate_retarget(model, character, result))

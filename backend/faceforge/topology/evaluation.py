@@ -77,6 +77,12 @@ class TestCharacter:
         """Template-frame metres -> the character's frame."""
         return points @ Y_UP_CM[0].T + Y_UP_CM[1]
 
+    def true_neutral(self, model) -> np.ndarray:  # noqa: ANN001
+        """``(V_t, 3)`` the true identity's neutral head in the model's topology (template frame)."""
+        with torch.no_grad():
+            neutral = model.decode(self.w_id[None], model.neutral_expression)[0]
+        return neutral.cpu().numpy().astype(np.float64)
+
     def truth(self, model, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
         """True neutral ``(V, 3)`` and key offsets ``(K, V, 3)`` in the character's frame."""
         codes = torch.stack([model.neutral_expression] + [model.expression_code(n) for n in names])
@@ -204,11 +210,7 @@ def evaluate_retarget(
     mask = corr.face & (result.keys.parts.kind == "skin")
     # Correspondence: the point the map gives, on the true head, against the vertex's own point.
     tri = model.faces.cpu().numpy()
-    with torch.no_grad():
-        true_neutral = (
-            model.decode(character.w_id[None], model.neutral_expression)[0].cpu().numpy().astype(np.float64)
-        )
-    mapped = character.to_character(corr.to_template.apply(true_neutral, tri))
+    mapped = character.to_character(corr.to_template.apply(character.true_neutral(model), tri))
     corr_mm = np.linalg.norm(mapped - rest, axis=1)[mask] / scale * 1e3
     ours = result.keys.deltas.astype(np.float64)
     per_key, small = {}, {}
