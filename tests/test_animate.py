@@ -204,6 +204,35 @@ def test_motion_model_file_takes_and_transfers(small_motion_model_path, small_da
         load_motion_model(broken)
 
 
+def test_takes_move_the_landmarks_exactly_and_the_correction_stays_local(
+    small_motion_model_path, small_dataset
+):
+    from faceforge.animate.bundle import load_motion_model
+    from faceforge.animate.dense import CORRECTION_REACH
+    from faceforge.animate.gan import to_face
+    from faceforge.animate.motion import envelope
+
+    model = load_motion_model(small_motion_model_path)
+    neutral = np.asarray(small_dataset.vertices[3, 0], dtype=np.float64)
+    motion = model.landmark_motion("eyebrow", seed=1)
+    frames = envelope(to_face(motion, neutral[model.landmarks]), 12, 0, 0, 1.0).astype(np.float32)
+    take = model.take(neutral.astype(np.float32), motion, onset_frames=12)
+    # The landmarks move exactly as the generated motion says (the decoder alone smooths them).
+    np.testing.assert_allclose(take[:, model.landmarks], frames, atol=1e-6)
+    raw = model.s2d.decode(frames)
+    assert np.abs(raw[:, model.landmarks] - frames).max() > 1e-4
+    weights = model.s2d.correction_weights()
+    np.testing.assert_allclose(weights[model.landmarks], np.eye(len(model.landmarks)), atol=1e-9)
+    # Reach is measured on the decoder's template, the mesh the weights were made on.
+    template = np.asarray(model.s2d.hierarchy.vertices[0], dtype=np.float64)
+    far = (
+        np.linalg.norm(template[:, None] - template[model.landmarks][None], axis=2).min(axis=1)
+        > CORRECTION_REACH
+    )
+    assert far.sum() > 300 and np.abs(weights[far]).max() == 0.0  # the back of the head keeps still
+    assert np.abs(take[:, far] - raw[:, far]).max() == 0.0
+
+
 class _Rest:
     """The do-nothing decoder: every expression predicted as the neutral face."""
 

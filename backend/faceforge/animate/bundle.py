@@ -131,7 +131,7 @@ class MotionModel:
         neutral = self._check_face(neutral)
         landmark_disp = to_face(motion, neutral[self.landmarks])
         frames = envelope(landmark_disp, onset_frames, hold_frames, release_frames, intensity)
-        return self.s2d.decode(frames)
+        return self.s2d.decode(frames, exact_landmarks=True)
 
     def transfer(self, source: np.ndarray, neutral: np.ndarray, intensity: float = 1.0) -> np.ndarray:
         """Dense displacements ``(T, V, 3)`` on the face ``neutral`` driven by ``source (T, P, 3)``:
@@ -160,7 +160,7 @@ class MotionModel:
         target = neutral[self.landmarks] - neutral[self.landmarks].mean(axis=0)
         scale = np.linalg.norm(target) / max(np.linalg.norm(source[0] - source[0].mean(axis=0)), 1e-12)
         displacement = (centred - centred[:1]) * scale * intensity
-        return self.s2d.decode(displacement.astype(np.float32))
+        return self.s2d.decode(displacement.astype(np.float32), exact_landmarks=True)
 
     def _check_face(self, neutral: np.ndarray) -> np.ndarray:
         neutral = np.asarray(neutral, dtype=np.float32)

@@ -189,6 +189,10 @@ def _clip_identity(dataset, index: int) -> int:  # noqa: ANN001 - FaceDataset
     return int(identities[index]) if identities is not None else int(clips[index].identity)
 
 
+#: The landmark-exact correction vanishes at vertices farther than this from every landmark (m).
+CORRECTION_REACH = 0.04
+
+
 class S2DModel:
     """The trained decoder with what it needs: hierarchy, landmark indices and closeness weights."""
 
@@ -202,11 +206,56 @@ class S2DModel:
     def n_vertices(self) -> int:
         return len(self.hierarchy.vertices[0])
 
-    def decode(self, landmark_disp: np.ndarray, batch: int = 256) -> np.ndarray:
+    def correction_weights(self) -> np.ndarray:
+        """``(V, L)`` spreading of a residual given at the landmarks over the surface (cached).
+
+        The smoothest field that takes the residual at the landmarks and vanishes far from all of
+        them (beyond :data:`CORRECTION_REACH`, and on parts without landmarks such as the tongue):
+        the minimiser of the bi-Laplacian energy ``c^T L M^-1 L c`` (FEM Laplacian ``L``, lumped
+        masses ``M``), so it bends smoothly through the landmarks instead of raising a bump at each
+        as a Gaussian interpolant does (one 12 mm wide overshot the residual 30-fold between close
+        landmarks), and follows the surface: the lips are apart except at the mouth corners.
+        """
+        if getattr(self, "_correction", None) is None:
+            from scipy.sparse.linalg import splu
+
+            from faceforge.data.geometry import connected_components, gradient_operator, triangle_areas
+
+            v = np.asarray(self.hierarchy.vertices[0], dtype=np.float64)
+            f = np.asarray(self.hierarchy.faces[0], dtype=np.int64)
+            n = len(v)
+            grad = gradient_operator(v, f)
+            area = triangle_areas(v, f)
+            lap = (grad.T @ sparse.diags(np.repeat(area, 3)) @ grad).tocsc()
+            mass = np.zeros(n)
+            np.add.at(mass, f.ravel(), np.repeat(area / 3.0, 3))
+            energy = (lap @ sparse.diags(1.0 / np.maximum(mass, 1e-16)) @ lap).tocsc()
+            labels = connected_components(f, n)
+            reach = np.linalg.norm(v[:, None] - v[self.landmarks][None], axis=2).min(axis=1)
+            fixed = (reach > CORRECTION_REACH) | ~np.isin(labels, labels[self.landmarks])
+            fixed[self.landmarks] = True
+            free = np.flatnonzero(~fixed)
+            weights = np.zeros((n, len(self.landmarks)))
+            weights[self.landmarks, np.arange(len(self.landmarks))] = 1.0
+            rhs = -(energy[free][:, self.landmarks]).toarray()
+            weights[free] = splu(energy[free][:, free].tocsc()).solve(rhs)
+            self._correction = weights
+        return self._correction
+
+    def decode(
+        self, landmark_disp: np.ndarray, batch: int = 256, exact_landmarks: bool = False
+    ) -> np.ndarray:
         """``(T, V, 3)`` dense displacements (metres) of landmark displacements ``(T, 68, 3)``.
 
         The decoder's answer to no motion at all (its biases) is subtracted, so that a still face
-        stays exactly still and a take starts and ends exactly on the neutral face.
+        stays exactly still and a take starts and ends exactly on the neutral face. With
+        ``exact_landmarks`` (takes and transferred motion) the decoder's residual at the landmarks
+        is spread over the surface (:meth:`correction_weights`), so the landmarks move exactly as
+        given: the decoder smooths small, local motions (generated ``mouth_middle`` takes: landmarks
+        8.0 mm, the decoded mesh at most 6.2; with the correction the takes' apex lands at 0.89-1.25
+        of the real clips' for every label, 0.65-1.13 without). It costs static reconstructions a
+        little: 0.313 against 0.277 mm on held-out identities, so the decoder's own evaluation is
+        without it.
         """
         landmark_disp = np.asarray(landmark_disp, dtype=np.float32)
         if landmark_disp.ndim != 3 or landmark_disp.shape[1:] != (len(self.landmarks), 3):
@@ -222,9 +271,13 @@ class S2DModel:
                     -1, len(self.landmarks) * 3
                 )
                 out.append(self.decoder(x).cpu().numpy() * 1e-3 - still)
-        return (
-            np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.n_vertices, 3), np.float32)
-        )
+        if not out:
+            return np.zeros((0, self.n_vertices, 3), np.float32)
+        dense = np.concatenate(out)
+        if exact_landmarks:
+            residual = landmark_disp - dense[:, self.landmarks]
+            dense = dense + np.einsum("vl,tlc->tvc", self.correction_weights(), residual)
+        return dense.astype(np.float32)
 
     def to_payload(self) -> dict:
         h = self.hierarchy
