@@ -96,7 +96,11 @@ def set_key_values(obj, names: list[str], values: np.ndarray) -> None:
 
 
 def remove_object(obj) -> None:
-    """Delete an object and its mesh if nothing else uses the mesh."""
+    """Delete an object and its mesh if nothing else uses the mesh, with the part objects
+    (eyes, teeth...) FaceForge made for it."""
+    for child in list(obj.children):
+        if getattr(child, "faceforge", None) is not None and child.faceforge.kind == "part":
+            remove_object(child)
     mesh = obj.data if obj.type == "MESH" else None
     bpy.data.objects.remove(obj, do_unlink=True)
     if mesh is not None and mesh.users == 0:

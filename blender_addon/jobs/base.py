@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import mesh as meshes
 from .. import session
+from ..parts import write_parts
 
 #: Suffix of a FaceForge key written beside a key of the user's own with the same name.
 SUFFIX = "_FF"
@@ -167,13 +168,14 @@ def _new_faces(context, names_of_objects, result, kind: str, source: str = "", v
             created.append(obj)
             meshes.write_rig(obj, arrays["neutral"][k], names, arrays["keys"][k])
             _mark(obj, kind, arrays["z_id"][k], names, source)
+            created.extend(write_parts(context, obj, result, k, obj.faceforge.key_map))
             if values is not None:  # in the model's expression order
                 set_model_key_values(obj, names, values[k])
     except Exception:
-        for obj in created:
+        for obj in reversed(created):
             meshes.remove_object(obj)
         raise
-    return created
+    return [obj for obj in created if obj.faceforge.kind != "part"]
 
 
 def calls(job: Job) -> list[tuple[str, dict, dict | None]]:

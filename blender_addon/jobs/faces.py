@@ -9,6 +9,7 @@ import bpy
 import numpy as np
 
 from .. import mesh as meshes
+from ..parts import write_parts
 from .base import (
     FaceForgeInputError,
     Job,
@@ -103,7 +104,10 @@ class UpdateIdentity(Job):
             arrays["keys"][0][written] * per_metre,
         )
         _mark(self.obj, self.obj.faceforge.kind or "generated", arrays["z_id"][0], names, keys=targets)
-        self.message = f"{self.obj.name}: new identity, {len(written)} shape keys updated"
+        parts = write_parts(self.context, self.obj, result, 0, self.obj.faceforge.key_map)
+        self.message = f"{self.obj.name}: new identity, {len(written)} shape keys updated" + (
+            f", {len(parts)} parts refitted" if parts else ""
+        )
         return self.obj
 
 

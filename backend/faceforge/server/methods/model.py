@@ -237,6 +237,7 @@ _Z_ID = ArraySpec(("float32", "float64"), ("N", None), required=False, doc="late
             int, default=0, minimum=0, maximum=MAX_SEED, doc="seed of the identity draw (without z_id)"
         ),
         "radius": Param(float, default=None, minimum=1e-6, maximum=0.999999, doc="Eq. 24 confidence level"),
+        "parts": Param(bool, default=True, doc="eyeballs, teeth and eyelashes with their keys"),
     },
     arrays={
         "z_id": _Z_ID,
@@ -251,9 +252,12 @@ def face(
     radius: float | None = None,
     z_id: np.ndarray | None = None,
     leading: np.ndarray | None = None,
+    parts: bool = True,
 ) -> dict:
     """Expression rigs of identities: the neutral faces ``neutral (N, V, 3)`` (shape-key basis)
-    and every named expression ``keys (N, E, V, 3)``, with ``names``, ``faces (F, 3)`` and codes.
+    and every named expression ``keys (N, E, V, 3)``, with ``names``, ``faces (F, 3)`` and codes;
+    with ``parts`` each head's eyeballs, teeth and eyelashes
+    (:func:`faceforge.heads.payload.heads_payload`).
 
     Without ``z_id`` one identity is drawn from ``seed`` (``radius``, ``leading`` as in
     :func:`faceforge.model.rig.sample_identity`).
@@ -267,21 +271,34 @@ def face(
         raise RpcError(ErrorCode.INVALID_PARAMS, f"z_id must have {model.rank_identity} columns",
                        {"reason": "shape"})  # fmt: skip
     names = rig.key_names(model)
-    size = len(z_id) * (len(names) + 1) * model.n_vertices * 12
+    # Parts (eyes, teeth, lashes) add about 30 % to a rig's arrays.
+    size = int(len(z_id) * (len(names) + 1) * model.n_vertices * 12 * (1.3 if parts else 1.0))
     if size > ctx.max_array_bytes:
         raise RpcError(ErrorCode.INVALID_PARAMS, f"{len(z_id)} rigs are {size >> 20} MiB, over the array "
                        "limit: ask for fewer identities per call", {"reason": "size"})  # fmt: skip
     w_id = rig.identity_codes(model, z_id)
     neutral, keys = rig.expression_rig(model, w_id)
     ctx.progress(1, 1, "decoded")
-    return {
+    faces = model.faces.cpu().numpy().astype(np.int32)
+    result = {
         "names": names,
         "neutral": neutral,
         "keys": keys,
-        "faces": model.faces.cpu().numpy().astype(np.int32),
+        "faces": faces,
         "z_id": np.asarray(z_id, dtype=np.float32),
         "w_id": w_id.cpu().numpy().astype(np.float32),
     }
+    if parts:
+        from faceforge.heads.assets import stored_base_vertex_indices
+        from faceforge.heads.payload import heads_payload
+
+        regions = {k: np.asarray(v, dtype=np.int64) for k, v in model.metadata.get("regions", {}).items()}
+        if "jaw" in regions and model.n_vertices == len(stored_base_vertex_indices()):
+            meta, arrays = heads_payload(neutral, keys, names, faces, regions)
+            result.update(meta)
+            result.update(arrays)
+    return result
+
 
 
 def _one_identity(model, z_id: np.ndarray):  # noqa: ANN001, ANN202
