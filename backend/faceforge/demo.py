@@ -118,8 +118,8 @@ def run_demo(
         seconds[name] = round(time.perf_counter() - since, 1)
 
     out = Path(out)
-    blend, sheet = out / "faceforge_demo.blend", out / "contact_sheet.png"
-    for path in (blend, sheet):
+    blend, sheet, closeup = out / "faceforge_demo.blend", out / "contact_sheet.png", out / "closeup.png"
+    for path in (blend, sheet, closeup):
         check_output(path, force=force)
     out.mkdir(parents=True, exist_ok=True)
     model = _ensure("model", model, small, step)
@@ -143,6 +143,11 @@ def run_demo(
     lap("render", t0)
     lap("first_picture", started)
     step(f"wrote {sheet} (the first picture, {seconds['first_picture']:.0f} s after the start)")
+    if "adult" in names:
+        t0 = time.perf_counter()
+        _closeup(bpy, names.index("adult"), "adult", closeup)
+        lap("closeup", t0)
+        step(f"wrote {closeup} (the adult face, neutral, happy and surprised, close up)")
 
     take = None
     if take_label:
@@ -159,6 +164,7 @@ def run_demo(
     return {
         "blend": str(blend),
         "contact_sheet": str(sheet),
+        "closeup": str(closeup) if closeup.exists() else None,
         "model": model,
         "motion_model": motion_model if take_label else None,
         "take": take,
@@ -170,7 +176,7 @@ def run_demo(
 
 
 # Grid spacing (m): columns along x, rows down z.
-_SPACING = (0.3, 0.4)
+_SPACING = (0.22, 0.28)
 
 
 def _ensure(kind: str, path: str | os.PathLike | None, small: bool, step: Callable[[str], None]) -> str:
@@ -264,7 +270,7 @@ def _labels(bpy, rows: list[str], spacing_x: float, spacing_z: float) -> None:  
     def text(body: str, location: tuple[float, float, float], align: str) -> None:
         curve = bpy.data.curves.new(f"label {body}", "FONT")
         curve.body = body
-        curve.size = 0.045
+        curve.size = 0.032
         curve.align_x = align
         curve.materials.append(material)
         obj = bpy.data.objects.new(f"label {body}", curve)
@@ -273,9 +279,30 @@ def _labels(bpy, rows: list[str], spacing_x: float, spacing_z: float) -> None:  
         bpy.context.collection.objects.link(obj)
 
     for row, name in enumerate(rows):
-        text(name, (-0.14, 0.0, -row * spacing_z + 0.02), "RIGHT")
+        text(name, (-0.12, 0.0, -row * spacing_z + 0.02), "RIGHT")
     for column, (label, _) in enumerate(COLUMNS):
-        text(label, (column * spacing_x, 0.0, 0.2), "CENTER")
+        text(label, (column * spacing_x, 0.0, 0.16), "CENTER")
+
+
+def _closeup(bpy, row: int, row_name: str, path: Path) -> None:  # noqa: ANN001
+    """Render the first three faces of grid row ``row`` close up (the same scene, camera moved,
+    the other rows and the labels hidden for it)."""
+    scene = bpy.context.scene
+    prefix = f"{row_name} "
+    hidden = [o for o in scene.objects if o.type in ("MESH", "FONT") and not o.name.startswith(prefix)]
+    for obj in hidden:
+        obj.hide_render = True
+    camera = scene.camera
+    width = 3 * _SPACING[0]
+    camera.data.ortho_scale = width
+    camera.location = (_SPACING[0], -2.0, -row * _SPACING[1] + 0.005)
+    resolution = scene.render.resolution_x, scene.render.resolution_y
+    scene.render.resolution_x, scene.render.resolution_y = 1500, int(1500 * 0.31 / width)
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    scene.render.resolution_x, scene.render.resolution_y = resolution
+    for obj in hidden:
+        obj.hide_render = False
 
 
 def _stage(
