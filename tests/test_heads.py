@@ -128,3 +128,20 @@ def test_other_topologies_are_refused():
         complete_head(
             np.zeros((10, 3)), np.zeros((0, 10, 3)), [], np.zeros((0, 3), int), {"jaw": np.arange(3)}
         )
+
+
+def test_every_head_triangle_takes_its_uvs_from_a_base_mesh_polygon(small_model):
+    from faceforge.heads.assets import (
+        head_face_uvs,
+        helper_geometry,
+        skin_mask_paths,
+        stored_base_vertex_indices,
+    )
+
+    faces = small_model.faces.numpy()
+    corners = stored_base_vertex_indices()[faces]
+    polygons = helper_geometry().corner_uvs
+    assert all(frozenset(c) in polygons for c in corners.tolist())
+    uv = head_face_uvs(faces)
+    assert uv.shape == (len(faces), 3, 2) and 0.0 <= uv.min() and uv.max() <= 1.0
+    assert set(skin_mask_paths()) == {"face", "lips", "eyelids", "inside_mouth"}

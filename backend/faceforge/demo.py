@@ -326,9 +326,8 @@ def _stage(
     bsdf.inputs["Roughness"].default_value = 0.55
     if "Subsurface Weight" in bsdf.inputs:
         bsdf.inputs["Subsurface Weight"].default_value = 0.15
-    for obj in scene.objects:
-        if obj.type == "MESH" and obj.faceforge.is_face:
-            obj.data.materials.clear()
+    for obj in scene.objects:  # faces without FaceForge's own skin (older models) get a plain one
+        if obj.type == "MESH" and obj.faceforge.is_face and not obj.data.materials:
             obj.data.materials.append(skin)
 
     # Frame the camera on the world bounds of everything in the grid (faces and labels).

@@ -11,6 +11,7 @@ import numpy as np
 from .. import mesh as meshes
 from .. import session
 from ..parts import write_parts
+from ..skin import write_surface
 
 #: Suffix of a FaceForge key written beside a key of the user's own with the same name.
 SUFFIX = "_FF"
@@ -168,6 +169,7 @@ def _new_faces(context, names_of_objects, result, kind: str, source: str = "", v
             created.append(obj)
             meshes.write_rig(obj, arrays["neutral"][k], names, arrays["keys"][k])
             _mark(obj, kind, arrays["z_id"][k], names, source)
+            write_surface(obj, result)
             created.extend(write_parts(context, obj, result, k, obj.faceforge.key_map))
             if values is not None:  # in the model's expression order
                 set_model_key_values(obj, names, values[k])

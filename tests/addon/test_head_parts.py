@@ -99,3 +99,37 @@ def test_update_identity_refits_the_parts_and_deleting_the_face_deletes_them(sce
 
     mesh.remove_object(head)
     assert not any(o.faceforge.kind == "part" for o in bpy.data.objects)
+
+
+def test_generated_face_has_uvs_regions_and_a_skin_painted_where_its_lips_are(scene, small_model):
+    bpy.ops.faceforge.generate_face(seed=4)
+    head = bpy.context.active_object
+    mesh = head.data
+    layer = mesh.uv_layers["UVMap"]
+    uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+    layer.data.foreach_get("uv", uv)
+    uv = uv.reshape(-1, 2)
+    assert uv.min() >= 0.0 and uv.max() <= 1.0 and np.ptp(uv, axis=0).min() > 0.1
+    regions = small_model.metadata["regions"]
+    for name in ("jaw", "upper_lip", "eye_left", "tongue"):
+        group = head.vertex_groups[name]
+        members = [v.index for v in mesh.vertices if any(g.group == group.index for g in v.groups)]
+        assert sorted(members) == sorted(regions[name])
+    skin = mesh.materials[0]
+    assert skin.name == "FaceForge Skin"
+    images = {n.image.name: n.image for n in skin.node_tree.nodes if n.type == "TEX_IMAGE"}
+    assert len(images) == 4 and all(i.packed_file is not None for i in images.values())
+    # The lips' UVs fall inside the lip mask, the forehead's outside it: UVs and masks agree.
+    lips = next(i for n, i in images.items() if "lips" in n)
+    w, h = lips.size
+    pixels = np.array(lips.pixels[:], dtype=np.float32).reshape(h, w, -1)[..., 0]
+    loops = np.empty(len(mesh.loops), dtype=np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+
+    def mask_at(vertices) -> float:
+        at = np.isin(loops, vertices)
+        px = np.clip((uv[at] * [w - 1, h - 1]).round().astype(int), 0, [w - 1, h - 1])
+        return float(pixels[px[:, 1], px[:, 0]].mean())
+
+    assert mask_at(regions["upper_lip"] + regions["lower_lip"]) > 0.5
+    assert mask_at(regions["forehead"]) < 0.05

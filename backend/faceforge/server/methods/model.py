@@ -290,13 +290,16 @@ def face(
     }
     if parts:
         from faceforge.heads.assets import stored_base_vertex_indices
-        from faceforge.heads.payload import heads_payload
+        from faceforge.heads.payload import heads_payload, surface_payload
 
         regions = {k: np.asarray(v, dtype=np.int64) for k, v in model.metadata.get("regions", {}).items()}
         if "jaw" in regions and model.n_vertices == len(stored_base_vertex_indices()):
-            meta, arrays = heads_payload(neutral, keys, names, faces, regions)
-            result.update(meta)
-            result.update(arrays)
+            for meta, arrays in (
+                heads_payload(neutral, keys, names, faces, regions),
+                surface_payload(faces, regions, model.n_vertices),
+            ):
+                result.update(meta)
+                result.update(arrays)
     return result
 
 
