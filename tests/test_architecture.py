@@ -169,16 +169,18 @@ def test_the_policy_modules_import_nothing_heavy(name):
 
 def test_the_material_cache_key_hashes_every_module_that_builds_a_material_space():
     """An edit to any physics module the build reaches must invalidate cached material spaces."""
-    from faceforge.physics.material_cache import _BUILDER_MODULES
+    from faceforge.physics.material_cache import _BUILDER_MODULES, _HEAD_MODULES
 
     graph = import_graph()
     reached, todo = set(), ["faceforge.physics.material", "faceforge.physics.material_cache"]
     while todo:
         module = todo.pop()
-        if module in reached or not module.startswith("faceforge.physics."):
+        if module in reached or not module.startswith(("faceforge.physics.", "faceforge.heads.")):
             continue
         reached.add(module)
         todo.extend(graph[module])
-    missing = sorted(m.rpartition(".")[2] for m in reached if m.rpartition(".")[2] not in _BUILDER_MODULES)
+    hashed = {"physics": _BUILDER_MODULES, "heads": _HEAD_MODULES}
+    missing = sorted(m for m in reached if m.split(".")[2] not in hashed[m.split(".")[1]])
     assert {"material", "mouth", "contact"} <= {m.rpartition(".")[2] for m in reached}
+    assert "faceforge.heads.parts" in reached  # the head's own teeth
     assert not missing, f"modules the material build imports but its cache key ignores: {missing}"

@@ -237,7 +237,17 @@ def test_material_space_embeds_skin_and_bones(face, head):
     assert np.abs(m.W_skull @ m.nodes - m.skull_points).max() < 1e-12
     # the lips are cut apart: some nodes exist once per side
     assert s["split_nodes"] > 0
-    # the teeth and the lips do not touch at rest
+    # the teeth are the head's own (the add-on's Teeth Upper/Lower), moved back by at most the
+    # setback that clears the lips; teeth and lips do not touch at rest
+    from faceforge.heads.parts import place_rigid_part
+    from faceforge.physics.tissue import head_regions
+
+    assert s["teeth"] == "anatomical" and np.abs(list(s["teeth_move_mm"].values())).max() <= 6.0
+    skin = ~head_regions(len(m.rest_vertices))["tongue"]
+    for part, side in (("teeth_upper", ~m.teeth_jaw), ("teeth_lower", m.teeth_jaw)):
+        own = place_rigid_part(part, m.rest_vertices, skin)
+        own += np.asarray(s["teeth_move_mm"][part]) * 1e-3
+        np.testing.assert_allclose(m.teeth_vertices[side], own, atol=1e-9)
     assert count_intersecting_pairs(*mouth_mesh(m, head["rest"])) == 0
     # depth field: published values at landmarks, within the clip range everywhere
     assert 0.002 <= m.depth.min() and m.depth.max() <= 0.025

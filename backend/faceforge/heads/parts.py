@@ -39,6 +39,7 @@ __all__ = [
     "complete_head",
     "eyeball_mesh",
     "gaze_drivers",
+    "place_rigid_part",
 ]
 
 #: Object name suffix and part kind of each part.
@@ -215,9 +216,7 @@ def complete_head(
             parts.append(HeadPart(label, kind, rest.astype(np.float32), part_faces.astype(np.int32),
                                   materials, material_names, _moving(moved)))  # fmt: skip
             continue
-        anchors = _anchors(helpers.head, skin, points, ANCHOR_REACH[part])
-        sim = umeyama(helpers.head[anchors], neutral[anchors])
-        placed = sim.apply(points)
+        placed = place_rigid_part(part, neutral, skin)
         if kind.startswith("eye"):
             centre, radius = _sphere(placed)
             radius = min(radius, _lid_room(neutral, keys, regions[kind], centre, radius))
@@ -234,6 +233,15 @@ def complete_head(
         parts.append(HeadPart(label, kind, placed.astype(np.float32), part_faces.astype(np.int32),
                               materials, material_names, _moving(moved, JAW_KEY_MOTION)))  # fmt: skip
     return parts
+
+
+def place_rigid_part(part: str, neutral: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """``(P, 3)`` rest vertices of a rigid part (``eye_*``, ``teeth_*``) on the head ``neutral (V, 3)``:
+    the base mesh's part mapped by the similarity of the ``skin (V,)`` vertices around it."""
+    helpers = helper_geometry()
+    points = helpers.parts[part][0]
+    anchors = _anchors(helpers.head, skin, points, ANCHOR_REACH[part])
+    return umeyama(helpers.head[anchors], np.asarray(neutral, dtype=np.float64)[anchors]).apply(points)
 
 
 def _moving(moved: dict[str, np.ndarray], least: float = PART_KEY_MOTION) -> dict[str, np.ndarray]:

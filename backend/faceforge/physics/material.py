@@ -45,7 +45,13 @@ from faceforge.physics.lattice import (
 from faceforge.physics.lattice import trilinear_weights as trilinear_weights
 from faceforge.physics.material_cache import load_material_space, material_cache_key, save_material_space
 from faceforge.physics.material_space import MIN_FRACTION, MaterialSpace
-from faceforge.physics.mouth import lip_contact_points, mouth_sets, separate_lips, teeth_arches
+from faceforge.physics.mouth import (
+    anatomical_teeth,
+    lip_contact_points,
+    mouth_sets,
+    separate_lips,
+    teeth_arches,
+)
 from faceforge.physics.tissue import TISSUE_DEPTH_MM, head_regions, tissue_depth, vertex_normals
 
 __all__ = [
@@ -141,7 +147,19 @@ def build_material_space(
     if not ok.all():
         raise FaceForgeError(f"{int((~ok).sum())} skin vertices fell outside the lattice")
     bones = embed_bones(vertices, skin_vertices, regions, sets, normals, depth, lattice)
-    teeth_v, teeth_f, teeth_jaw = teeth_arches(vertices, regions, skin.points)
+    # The head's own teeth where they clear the lips (FaceForge heads), else proxy arches.
+    from faceforge.heads.assets import stored_base_vertex_indices
+
+    crop = n == len(stored_base_vertex_indices())
+    own = anatomical_teeth(vertices, regions, sets["lip_faces"]) if crop else None
+    lip_faces = sets["lip_faces"]
+    if own is not None:
+        teeth_v, teeth_f, teeth_jaw, setbacks, lining = own
+        lip_faces = lip_faces[lining]  # the lining the teeth sit in is attached to them
+        teeth = {"teeth": "anatomical", "teeth_move_mm": setbacks, "lining_attached": int((~lining).sum())}
+    else:
+        teeth_v, teeth_f, teeth_jaw = teeth_arches(vertices, regions, skin.points)
+        teeth = {"teeth": "proxy arches"}
 
     return MaterialSpace(
         resolution=h,
@@ -160,7 +178,7 @@ def build_material_space(
         W_skull=bones.W_skull,
         jaw_points=bones.jaw_points,
         W_jaw=bones.W_jaw,
-        lip_faces=sets["lip_faces"],
+        lip_faces=lip_faces,
         teeth_vertices=teeth_v,
         teeth_faces=teeth_f,
         teeth_jaw=teeth_jaw,
@@ -172,5 +190,6 @@ def build_material_space(
             "rest_lip_crossings": separation["crossings"],
             "rest_lip_separation_mm": separation["shift_mm"],
             "bone_points_dropped": bones.dropped,
+            **teeth,
         },
     )

@@ -26,6 +26,8 @@ _BUILDER_MODULES = (
     "bones",
     "material_cache",
 )
+#: Modules of :mod:`faceforge.heads` the build reaches (the head's own teeth).
+_HEAD_MODULES = ("assets", "parts")
 
 
 def material_cache_key(
@@ -44,8 +46,10 @@ def material_cache_key(
         h.update(np.ascontiguousarray(jaw_open, dtype=np.float64).tobytes())
     for module in _BUILDER_MODULES:
         h.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    for module in _HEAD_MODULES:  # the teeth the mouth collides with
+        h.update((Path(__file__).parent.parent / "heads" / f"{module}.py").read_bytes())
     folder = resources.files("faceforge.data") / "resources"
-    for name in ("anny_head_annotations.json", "anny_head_jaw_weights.txt"):
+    for name in ("anny_head_annotations.json", "anny_head_jaw_weights.txt", "anny_head_base_vertices.txt"):
         h.update((folder / name).read_bytes())
     return h.hexdigest()
 

@@ -16,7 +16,25 @@ from scipy.spatial import cKDTree
 from faceforge.errors import FaceForgeError
 from faceforge.physics.tissue import graph_laplacian
 
-__all__ = ["lip_contact_points", "mouth_sets", "separate_lips", "teeth_arches"]
+__all__ = ["anatomical_teeth", "lip_contact_points", "mouth_sets", "separate_lips", "teeth_arches"]
+
+#: The head's own teeth must keep this gap to the lip collision surface at rest (metres); each arch
+#: is moved straight back by the least setback that gives it, at most :data:`TEETH_MAX_SETBACK`.
+TEETH_CLEARANCE = 3e-4
+TEETH_MAX_SETBACK = 0.006
+#: ... and the lower arch, where it crosses the upper one, also down by up to this (metres).
+TEETH_MAX_DROP = 0.004
+
+
+def _offsets(drop: float) -> list[np.ndarray]:
+    """Candidate ``(3,)`` moves of an arch, the smallest first: back (+Y) and down (-Z)."""
+    back = np.arange(0.0, TEETH_MAX_SETBACK + 1e-9, 2.5e-4)
+    down = np.arange(0.0, drop + 1e-9, 5e-4)
+    moves = [np.array([0.0, b, -d]) for d in down for b in back]
+    return sorted(moves, key=lambda m: float(np.linalg.norm(m)))
+
+
+_TEETH_OFFSETS = {"teeth_upper": _offsets(0.0), "teeth_lower": _offsets(TEETH_MAX_DROP)}
 
 
 def mouth_sets(
@@ -130,6 +148,103 @@ def lip_contact_points(vertices: np.ndarray, regions: dict[str, np.ndarray], set
         contact_pts = np.concatenate([vertices[up[d_up < 0.003]], vertices[dn[d_dn < 0.003]]])
         contact_pts = contact_pts[np.abs(contact_pts[:, 2] - contact_z) < 0.01]
     return contact_pts
+
+
+def _surface_samples(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """The vertices, centroids and edge midpoints of triangles ``faces``."""
+    midpoints = 0.5 * (vertices[faces[:, 0]] + vertices[faces[:, 1]])
+    return np.concatenate([vertices[np.unique(faces)], vertices[faces].mean(axis=1), midpoints])
+
+
+def _crossing(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(F_b,)`` bool: the triangles of mesh ``b`` crossed by an edge of mesh ``a``, or whose own
+    edges cross a triangle of ``a`` (each mesh ``(vertices, faces)``)."""
+    from faceforge.physics.contact import intersecting_pairs
+
+    va, fa = a
+    vb, fb = b
+    n = len(va)
+    pairs = intersecting_pairs(np.concatenate([va, vb]), np.concatenate([fa, fb + n]))
+    hit = np.zeros(len(fb), dtype=bool)
+    if not len(pairs):
+        return hit
+    edge_in_b, tri_in_b = (pairs[:, :2] >= n).all(axis=1), (pairs[:, 2:] >= n).all(axis=1)
+    faces_b = {tuple(sorted(f)): k for k, f in enumerate(fb.tolist())}
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    for k, (i, j, m) in enumerate(fb.tolist()):
+        for e in ((i, j), (j, m), (m, i)):
+            by_edge.setdefault(tuple(sorted(e)), []).append(k)
+    for row in pairs[~edge_in_b & tri_in_b]:  # an edge of a through a triangle of b
+        hit[faces_b[tuple(sorted((row[2:] - n).tolist()))]] = True
+    for row in pairs[edge_in_b & ~tri_in_b]:  # an edge of b through a triangle of a
+        hit[by_edge[tuple(sorted((row[:2] - n).tolist()))]] = True
+    return hit
+
+
+def anatomical_teeth(
+    vertices: np.ndarray, regions: dict[str, np.ndarray], lip_faces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float], np.ndarray] | None:
+    """The head's own upper and lower teeth (:mod:`faceforge.heads`, the ones the add-on shows) as
+    collision bodies: ``(vertices, faces, jaw mask, each arch's move (x, y, z) in mm, lining kept)``,
+    or None when an arch cannot clear the lips within :data:`TEETH_MAX_SETBACK`.
+
+    Each arch makes the smallest move (back, and for the lower arch also down by up to
+    :data:`TEETH_MAX_DROP`) that keeps it :data:`TEETH_CLEARANCE` from the lips (``upper_lip``/
+    ``lower_lip`` triangles of the collision surface) and crossing neither them nor, for the lower
+    arch, the upper one. Teeth sit in the gums, so the mouth lining they
+    cross or nearly touch at rest is attached to them: ``lining kept (F,)`` is False for those
+    collision triangles, which leave the collision surface.
+
+    Args:
+        vertices: ``(V, 3)`` the simulated rest skin (lips separated).
+        regions: the physics' head regions (``tongue``, ``upper_lip``, ``lower_lip`` masks).
+        lip_faces: ``(F, 3)`` the lip collision triangles.
+    """
+    from faceforge.heads.assets import helper_geometry
+    from faceforge.heads.parts import place_rigid_part
+
+    lip_faces = np.asarray(lip_faces, dtype=np.int64)
+    lips = regions["upper_lip"] | regions["lower_lip"]
+    on_lips = lips[lip_faces].all(axis=1)
+    lip_mesh = (vertices, lip_faces[on_lips])
+    tree = cKDTree(_surface_samples(*lip_mesh))
+    helpers = helper_geometry()
+    out_v, out_f, jaw, setbacks = [], [], [], {}
+    for part in ("teeth_upper", "teeth_lower"):
+        placed = place_rigid_part(part, vertices, ~regions["tongue"])
+        tris = helpers.parts[part][1]
+        dense = _surface_samples(placed, tris)
+        for offset in _TEETH_OFFSETS[part]:
+            moved = placed + offset
+            if tree.query(dense + offset)[0].min() < TEETH_CLEARANCE:
+                continue
+            if _crossing((moved, tris), lip_mesh).any():
+                continue
+            if out_v and _crossing((out_v[0], out_f[0]), (moved, tris)).any():
+                continue
+            break
+        else:
+            return None
+        out_f.append(tris + sum(len(v) for v in out_v))
+        out_v.append(moved)
+        jaw += [part == "teeth_lower"] * len(placed)
+        setbacks[part] = [round(float(c) * 1e3, 2) for c in offset]
+    teeth_v = np.concatenate(out_v)
+    teeth_f = np.concatenate(out_f).astype(np.int64)
+    # Exact point-triangle distances both ways: a lining triangle with a corner near the teeth, or
+    # nearest to a tooth vertex that is near it, would shrink the barrier to nothing.
+    from faceforge.topology.surface import Surface
+
+    used = np.unique(lip_faces)
+    to_teeth = Surface(teeth_v, teeth_f).closest(vertices[used]).distances
+    near_vertex = np.zeros(len(vertices), dtype=bool)
+    near_vertex[used[to_teeth < 2 * TEETH_CLEARANCE]] = True
+    to_lining = Surface(vertices, lip_faces).closest(teeth_v)
+    near_face = np.zeros(len(lip_faces), dtype=bool)
+    near_face[to_lining.faces[to_lining.distances < 2 * TEETH_CLEARANCE]] = True
+    crossed = _crossing((teeth_v, teeth_f), (vertices, lip_faces))
+    attached = ~on_lips & (near_vertex[lip_faces].any(axis=1) | near_face | crossed)
+    return teeth_v, teeth_f, np.asarray(jaw), setbacks, ~attached
 
 
 def teeth_arches(
