@@ -124,16 +124,25 @@ def _single_prop(driver, name: str, head, data_path: str) -> None:
 
 def _drive_keys(obj, head, names: list[str], key_targets: dict[str, str]) -> None:
     """Each part key's value follows the head key of the same expression."""
+    drive_keys(obj, head, [(name, key_targets[name]) for name in names])
+
+
+def drive_keys(obj, head, pairs: list[tuple[str, str]]) -> None:
+    """Drive the shape keys of ``obj`` by the head's: ``pairs`` of (part key, head key) names.
+
+    Plain single-property drivers: the part follows the head's sliders, takes and keyframes, in the
+    UI and headless, without running Python. An existing driver on the key is replaced."""
     if obj.data.shape_keys is None or head.data.shape_keys is None:
         return
-    for name in names:
-        block = obj.data.shape_keys.key_blocks.get(name)
-        if block is None:
+    blocks, head_blocks = obj.data.shape_keys.key_blocks, head.data.shape_keys.key_blocks
+    for name, head_key in pairs:
+        block = blocks.get(name)
+        if block is None or head_key not in head_blocks:
             continue
         block.driver_remove("value")
         driver = block.driver_add("value").driver
         driver.type = "SUM"
-        _single_prop(driver, "v", head, f'key_blocks["{key_targets[name]}"].value')
+        _single_prop(driver, "v", head, f'key_blocks["{head_key}"].value')
 
 
 def _drive_gaze(obj, head, gaze: list, key_targets: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 
 from .. import mesh as meshes
+from ..parts import drive_keys
 from .base import SUFFIX, FaceForgeInputError, Job
 
 
@@ -378,6 +379,8 @@ class RetargetCharacter(Job):
             self.obj, self.basis, names, sources, deltas[:, :n0], self.existing, result["identity"]
         )
         offset, moved_parts = n0, []
+        head_sources = json.loads(self.obj["faceforge_character_sources"])
+        head_key = {source: key for key, source in head_sources.items()}
         for part, (basis, to_part) in zip(self.part_objects, self.part_frames, strict=True):
             d = deltas[:, offset : offset + len(basis)].astype(np.float64) @ to_part.T
             offset += len(basis)
@@ -394,6 +397,10 @@ class RetargetCharacter(Job):
                 result["identity"],
             )
             moved_parts.append(part.name)
+            # The part's keys follow the head's keys of the same source expression (drivers), as
+            # a FaceForge face's eyes and teeth do: sliders and takes on the head move it.
+            part_sources = json.loads(part["faceforge_character_sources"]).items()
+            drive_keys(part, self.obj, [(key, head_key[s]) for key, s in part_sources if s in head_key])
         self.obj["faceforge_character_parts"] = json.dumps(moved_parts)
         arrays = result["arrays"]
         write_character_map(

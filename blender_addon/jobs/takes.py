@@ -84,7 +84,8 @@ class _TakeJob(Job):
             rig = character_rig(part) if part is not None else None
             if rig is None:
                 continue
-            names = [n for n, source in rig["targets"].items() if source in column]
+            driven = _driven_keys(part)  # keys that follow the head by drivers need no take
+            names = [n for n, source in rig["targets"].items() if source in column and n not in driven]
             if names:
                 out.append((part, names, values[:, [column[rig["targets"][n]] for n in names]]))
         return out
@@ -124,6 +125,13 @@ class _TakeJob(Job):
             + ("; the rest is in a point cache" if self.exact else "")
         )
         return strip
+
+
+def _driven_keys(obj) -> set[str]:
+    """Names of the object's shape keys whose value is driven."""
+    keys = obj.data.shape_keys if obj.type == "MESH" else None
+    drivers = keys.animation_data.drivers if keys is not None and keys.animation_data else []
+    return {d.data_path.split('"')[1] for d in drivers if d.data_path.startswith("key_blocks[")}
 
 
 class BakeTake(_TakeJob):
