@@ -223,6 +223,11 @@ def test_takes_move_the_landmarks_exactly_and_the_correction_stays_local(
     assert np.abs(raw[:, model.landmarks] - frames).max() > 1e-4
     weights = model.s2d.correction_weights()
     np.testing.assert_allclose(weights[model.landmarks], np.eye(len(model.landmarks)), atol=1e-9)
+    # Bounded: a convex mix of the residuals, so no vertex overshoots them.
+    assert weights.min() >= 0.0 and weights.sum(axis=1).max() <= 1.0 + 1e-9
+    residual = frames - raw[:, model.landmarks]
+    correction = take - raw
+    assert np.linalg.norm(correction, axis=2).max() <= np.linalg.norm(residual, axis=2).max() + 1e-6
     # Reach is measured on the decoder's template, the mesh the weights were made on.
     template = np.asarray(model.s2d.hierarchy.vertices[0], dtype=np.float64)
     far = (
