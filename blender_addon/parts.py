@@ -51,23 +51,29 @@ def material(name: str):
     return mat
 
 
-def write_parts(context, head, result, index: int, key_targets: dict[str, str]) -> list:
+def write_parts(
+    context, head, result, index: int, key_targets: dict[str, str], per_metre: float = 1.0
+) -> list:
     """Create or update the part objects of ``head`` from a ``model.face`` answer (identity ``index``).
 
     Args:
         key_targets: the model's expression name -> the head's shape key that holds it.
+        per_metre: the head's mesh units per metre (1 for the metric faces FaceForge makes).
 
     Returns:
-        The part objects.
+        The part objects. A head whose answer has no parts loses the ones it had (they belonged
+        to another identity).
     """
     specs = result.get("parts") or []
     if not specs:
+        for obj in part_objects(head).values():
+            meshes.remove_object(obj)
         return []
     arrays = result["arrays"]
-    vertices = np.asarray(arrays["part_vertices"][index], dtype=np.float32)
-    part_keys = np.asarray(arrays["part_keys"][index], dtype=np.float32)
+    vertices = np.asarray(arrays["part_vertices"][index], dtype=np.float32) * per_metre
+    part_keys = np.asarray(arrays["part_keys"][index], dtype=np.float32) * per_metre
     faces, face_materials = np.asarray(arrays["part_faces"]), np.asarray(arrays["part_materials"])
-    centres = np.asarray(arrays["part_centres"][index], dtype=np.float32)
+    centres = np.asarray(arrays["part_centres"][index], dtype=np.float32) * per_metre
     names = list(result["names"])
     column = {n: k for k, n in enumerate(names)}
     existing = part_objects(head)
@@ -106,6 +112,17 @@ def write_parts(context, head, result, index: int, key_targets: dict[str, str]) 
             _drive_gaze(obj, head, result.get("gaze", {}).get(spec["kind"], []), key_targets)
         out.append(obj)
     return out
+
+
+def _drop_keys(obj, keep: set[str]) -> None:
+    """Remove the part's shape keys (all FaceForge's) other than the basis and ``keep``."""
+    if obj.data.shape_keys is None:
+        return
+    reference = obj.data.shape_keys.reference_key
+    for block in list(obj.data.shape_keys.key_blocks):
+        if block != reference and block.name not in keep:
+            block.driver_remove("value")
+            obj.shape_key_remove(block)
 
 
 def _plain(obj, vertices: np.ndarray) -> None:

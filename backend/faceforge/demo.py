@@ -286,23 +286,27 @@ def _labels(bpy, rows: list[str], spacing_x: float, spacing_z: float) -> None:  
 
 def _closeup(bpy, row: int, row_name: str, path: Path) -> None:  # noqa: ANN001
     """Render the first three faces of grid row ``row`` close up (the same scene, camera moved,
-    the other rows and the labels hidden for it)."""
+    the other rows and the labels hidden for it); the scene is left as it was."""
     scene = bpy.context.scene
+    camera = scene.camera
     prefix = f"{row_name} "
     hidden = [o for o in scene.objects if o.type in ("MESH", "FONT") and not o.name.startswith(prefix)]
-    for obj in hidden:
-        obj.hide_render = True
-    camera = scene.camera
-    width = 3 * _SPACING[0]
-    camera.data.ortho_scale = width
-    camera.location = (_SPACING[0], -2.0, -row * _SPACING[1] + 0.005)
-    resolution = scene.render.resolution_x, scene.render.resolution_y
-    scene.render.resolution_x, scene.render.resolution_y = 1500, int(1500 * 0.31 / width)
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    scene.render.resolution_x, scene.render.resolution_y = resolution
-    for obj in hidden:
-        obj.hide_render = False
+    saved = (camera.location.copy(), camera.data.ortho_scale, scene.render.filepath,
+             scene.render.resolution_x, scene.render.resolution_y)  # fmt: skip
+    try:
+        for obj in hidden:
+            obj.hide_render = True
+        width = 3 * _SPACING[0]
+        camera.data.ortho_scale = width
+        camera.location = (_SPACING[0], -2.0, -row * _SPACING[1] + 0.005)
+        scene.render.resolution_x, scene.render.resolution_y = 1500, int(1500 * 0.31 / width)
+        scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+    finally:
+        for obj in hidden:
+            obj.hide_render = False
+        camera.location, camera.data.ortho_scale, scene.render.filepath = saved[:3]
+        scene.render.resolution_x, scene.render.resolution_y = saved[3:]
 
 
 def _stage(

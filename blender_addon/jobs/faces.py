@@ -104,7 +104,7 @@ class UpdateIdentity(Job):
             arrays["keys"][0][written] * per_metre,
         )
         _mark(self.obj, self.obj.faceforge.kind or "generated", arrays["z_id"][0], names, keys=targets)
-        parts = write_parts(self.context, self.obj, result, 0, self.obj.faceforge.key_map)
+        parts = write_parts(self.context, self.obj, result, 0, self.obj.faceforge.key_map, per_metre)
         self.message = f"{self.obj.name}: new identity, {len(written)} shape keys updated" + (
             f", {len(parts)} parts refitted" if parts else ""
         )
@@ -282,7 +282,8 @@ class Interpolate(Job):
         self.source = f"{self.start.name} -> {self.end.name}"
 
     def request(self):
-        return "model.face", {}, {"z_id": self.z}
+        # A keyed blend changes only the face's shape keys: no parts for its in-between identities.
+        return "model.face", {"parts": self.mode == "OBJECTS"}, {"z_id": self.z}
 
     def apply(self, result):
         if self.mode == "OBJECTS":

@@ -133,3 +133,19 @@ def test_generated_face_has_uvs_regions_and_a_skin_painted_where_its_lips_are(sc
 
     assert mask_at(regions["upper_lip"] + regions["lower_lip"]) > 0.5
     assert mask_at(regions["forehead"]) < 0.05
+
+
+def test_update_identity_keeps_the_parts_true_size_on_a_scaled_face(scene):
+    from faceforge_addon import jobs
+
+    plain = jobs.run(jobs.GenerateFace(bpy.context, seed=4, name="plain"))
+    scaled = jobs.run(jobs.GenerateFace(bpy.context, seed=4, name="scaled"))
+    scaled.scale = (2.0, 2.0, 2.0)  # its mesh now holds half-metres
+    bpy.context.view_layer.update()
+    for face in (plain, scaled):
+        jobs.run(jobs.UpdateIdentity(bpy.context, obj=face, seed=9))
+    np.testing.assert_allclose(evaluated(scaled), evaluated(plain), atol=1e-6)
+    for name in PARTS:
+        np.testing.assert_allclose(
+            evaluated(parts_of(scaled)[name]), evaluated(parts_of(plain)[name]), atol=1e-6
+        )

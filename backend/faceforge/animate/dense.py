@@ -284,7 +284,10 @@ class S2DModel:
         dense = np.concatenate(out)
         if exact_landmarks:
             residual = landmark_disp - dense[:, self.landmarks]
-            dense = dense + np.einsum("vl,tlc->tvc", self.correction_weights(), residual)
+            # (V, L) @ (T, L, 3) as a float32 BLAS product (einsum: 10x slower on 300 frames)
+            if getattr(self, "_correction32", None) is None:
+                self._correction32 = self.correction_weights().astype(np.float32)
+            dense = dense + np.matmul(self._correction32, residual.astype(np.float32))
         return dense.astype(np.float32)
 
     def to_payload(self) -> dict:

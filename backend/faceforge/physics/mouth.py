@@ -183,10 +183,11 @@ def _crossing(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
 
 def anatomical_teeth(
     vertices: np.ndarray, regions: dict[str, np.ndarray], lip_faces: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float], np.ndarray] | None:
-    """The head's own upper and lower teeth (:mod:`faceforge.heads`, the ones the add-on shows) as
-    collision bodies: ``(vertices, faces, jaw mask, each arch's move (x, y, z) in mm, lining kept)``,
-    or None when an arch cannot clear the lips within :data:`TEETH_MAX_SETBACK`.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, list[float]], np.ndarray] | None:
+    """The head's own upper and lower teeth (:mod:`faceforge.heads`, placed as the add-on shows
+    them, then moved as below; the shown ones are not moved) as collision bodies: ``(vertices,
+    faces, jaw mask, each arch's move (x, y, z) in mm, lining kept)``, or None when an arch cannot
+    clear the lips within :data:`TEETH_MAX_SETBACK`.
 
     Each arch makes the smallest move (back, and for the lower arch also down by up to
     :data:`TEETH_MAX_DROP`) that keeps it :data:`TEETH_CLEARANCE` from the lips (``upper_lip``/

@@ -293,7 +293,8 @@ def face(
         from faceforge.heads.payload import heads_payload, surface_payload
 
         regions = {k: np.asarray(v, dtype=np.int64) for k, v in model.metadata.get("regions", {}).items()}
-        if "jaw" in regions and model.n_vertices == len(stored_base_vertex_indices()):
+        needed = {"jaw", "eye_left", "eye_right", "tongue"}
+        if needed <= set(regions) and model.n_vertices == len(stored_base_vertex_indices()) and len(z_id):
             for meta, arrays in (
                 heads_payload(neutral, keys, names, faces, regions),
                 surface_payload(faces, regions, model.n_vertices),
