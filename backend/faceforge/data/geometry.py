@@ -44,6 +44,18 @@ def rigid_align(
     return rotation, mu_t - rotation @ mu_s
 
 
+def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Least-squares sphere through ``points (N, 3)``: ``(centre (3,), radius, relative RMS
+    residual)`` (the algebraic fit ``|p|^2 = 2 c.p + d``)."""
+    points = np.asarray(points, dtype=np.float64)
+    a = np.column_stack([2 * points, np.ones(len(points))])
+    sol, *_ = np.linalg.lstsq(a, (points**2).sum(axis=1), rcond=None)
+    centre = sol[:3]
+    radius = float(np.sqrt(max(sol[3] + centre @ centre, 1e-12)))
+    residual = np.sqrt(((np.linalg.norm(points - centre, axis=1) - radius) ** 2).mean())
+    return centre, radius, float(residual / radius)
+
+
 def apply_rigid(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
     """``points @ R.T + t`` for ``(..., 3)`` points."""
     return points @ rotation.T + translation

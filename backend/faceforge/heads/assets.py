@@ -97,9 +97,11 @@ def _read_obj(
 
 
 def _triangles(polygons: list[list[int]]) -> np.ndarray:
-    """Fan triangulation of polygons, degenerate triangles dropped."""
-    tris = [(p[0], p[i], p[i + 1]) for p in polygons for i in range(1, len(p) - 1)]
-    t = np.asarray(tris, dtype=np.int64).reshape(-1, 3)
+    """Fan triangulation of polygons (:func:`faceforge.data.meshio._triangulate`), degenerate
+    triangles dropped."""
+    from faceforge.data.meshio import _triangulate
+
+    t = _triangulate([np.asarray(p, dtype=np.int64) for p in polygons])
     return t[(t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 0] != t[:, 2])]
 
 

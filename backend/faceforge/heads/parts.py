@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceforge.data.geometry import apply_rigid, rigid_align
+from faceforge.data.geometry import apply_rigid, fit_sphere, rigid_align
 from faceforge.errors import FaceForgeError
 from faceforge.heads.assets import helper_geometry
 from faceforge.topology.align import umeyama
@@ -120,12 +120,6 @@ def eyeball_mesh(centre: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndar
     return (np.asarray(centre) + radius * unit).astype(np.float32), faces, material
 
 
-def _sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
-    a = np.column_stack([2 * points, np.ones(len(points))])
-    sol, *_ = np.linalg.lstsq(a, (points**2).sum(axis=1), rcond=None)
-    return sol[:3], float(np.sqrt(max(sol[3] + sol[:3] @ sol[:3], 1e-12)))
-
-
 def _anchors(base_head: np.ndarray, skin: np.ndarray, points: np.ndarray, reach: float) -> np.ndarray:
     """Skin vertices within ``reach`` of any of ``points`` (at least 12: the nearest ones)."""
     d = np.linalg.norm(base_head[skin][:, None] - points[None], axis=2).min(axis=1)
@@ -218,7 +212,7 @@ def complete_head(
             continue
         placed = place_rigid_part(part, neutral, skin)
         if kind.startswith("eye"):
-            centre, radius = _sphere(placed)
+            centre, radius, _ = fit_sphere(placed)
             radius = min(radius, _lid_room(neutral, keys, regions[kind], centre, radius))
             vertices, tris, materials = eyeball_mesh(centre, radius)
             parts.append(HeadPart(label, kind, vertices, tris, materials, ["Eye", "Iris", "Pupil"],

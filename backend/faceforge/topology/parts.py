@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faceforge.data.geometry import connected_components
+from faceforge.data.geometry import connected_components, fit_sphere
 from faceforge.errors import FaceForgeError
 
 __all__ = ["ASSIGNABLE_PARTS", "PART_KINDS", "Parts", "find_parts", "gaze_rotation", "GAZE_DEGREES"]
@@ -68,13 +68,8 @@ class Parts:
 
 def _sphere_centre(points: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares sphere through ``points (N, 3)``: centre and relative RMS residual."""
-    a = np.column_stack([2 * points, np.ones(len(points))])
-    b = (points**2).sum(axis=1)
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    centre = sol[:3]
-    radius = np.sqrt(max(sol[3] + centre @ centre, 1e-12))
-    residual = np.sqrt(((np.linalg.norm(points - centre, axis=1) - radius) ** 2).mean())
-    return centre, float(residual / radius)
+    centre, _, residual = fit_sphere(points)
+    return centre, residual
 
 
 def _sided_eyes(
