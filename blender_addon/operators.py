@@ -44,7 +44,7 @@ class _JobOperator:
         except _FAILURES as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self.report({"INFO"}, job.message)
+        self.report({job.level}, job.message)
         return {"FINISHED"}
 
     # -- modal ------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class _JobOperator:
             return {"RUNNING_MODAL"}
         jobs._recheck(self._job)
         self._job.apply(result)
-        return self._finish(context, {"INFO"}, self._job.message)
+        return self._finish(context, {self._job.level}, self._job.message)
 
     def _show(self, context, fraction: float, message: str) -> None:
         state = context.window_manager.faceforge

@@ -23,7 +23,7 @@ def test_data_build_small_json_writes_a_manifest(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (out / "manifest.json").is_file()
-    assert summary["sizes"]["n_identities"] == 12
+    assert summary["sizes"]["n_identities"] == 12 + 4  # with 4 out-of-distribution identities
     assert summary["content_hash"] == json.loads((out / "manifest.json").read_text())["content_hash"]
     info = run("data", "info", str(out), "--json", "--verify")
     assert info.returncode == 0, info.stderr

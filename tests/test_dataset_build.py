@@ -18,10 +18,10 @@ pytestmark = pytest.mark.anny
 def test_small_build_writes_a_complete_manifest(small_dataset_dir):
     manifest = read_manifest(small_dataset_dir)
     sizes = manifest["sizes"]
-    assert manifest["format_version"] == 2 and manifest["seed"] == 0
-    assert sizes["n_identities"] == 12 and sizes["n_infants"] == 6
+    assert manifest["format_version"] == 3 and manifest["seed"] == 0
+    assert sizes["n_identities"] == 12 + 4 and sizes["n_infants"] == 6 + 2  # with 2 + 2 out of distribution
     assert sizes["n_expressions"] == 1 + 52 + 29
-    assert sizes["n_clips"] == 12 * 12
+    assert sizes["n_clips"] == 16 * 12
     assert len(manifest["content_hash"]) == 64
     assert set(manifest["files"]) >= {"vertices.npy", "faces.npy", "metadata.json"}
 
@@ -42,14 +42,14 @@ def test_build_is_reproducible_from_the_seed(small_dataset_dir, tmp_path):
 def test_dataset_layout(small_dataset):
     ds = small_dataset
     assert isinstance(ds.vertices, np.memmap)
-    assert ds.vertices.shape == (12, 82, 4521, 3) and ds.vertices.dtype == np.float32
+    assert ds.vertices.shape == (16, 82, 4521, 3) and ds.vertices.dtype == np.float32
     assert ds.expression_names[0] == "neutral" and ds.expression_names[1:53] == ARKIT_NAMES
     assert np.isfinite(np.asarray(ds.vertices[:, :5])).all()
     # Splits are by identity: disjoint and complete.
-    splits = [set(ds.split(s)) for s in ("train", "val", "test")]
-    assert all(splits) and set.union(*splits) == set(range(12)) and sum(map(len, splits)) == 12
+    splits = [set(ds.split(s)) for s in ("train", "val", "test", "ood_val", "ood_test")]
+    assert all(splits) and set.union(*splits) == set(range(16)) and sum(map(len, splits)) == 16
     ages = np.array([row["age_years"] for row in ds.identity_info])
-    assert (ages < 3).sum() == 6 and ages.max() > 10
+    assert (ages < 3).sum() == 8 and ages.max() > 10
     # Metres, human head sizes: an infant head is smaller than the oldest identity's.
     heights = np.ptp(np.asarray(ds.vertices[:, 0, :, 2]), axis=1)
     assert 0.1 < heights.min() and heights.max() < 0.5

@@ -71,6 +71,8 @@ class Job:
     def __init__(self, context) -> None:
         self.context = context
         self.message = ""
+        #: Blender report level of the message: INFO, or WARNING when the result needs a look.
+        self.level = "INFO"
 
     def request(self) -> tuple[str, dict, dict[str, np.ndarray] | None]:
         raise NotImplementedError

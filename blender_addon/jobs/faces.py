@@ -193,7 +193,25 @@ class Neutralize(Job):
         mesh.vertices.foreach_set("co", neutral.ravel())
         mesh.update()
         self.message = f"{self.obj.name}: expression removed (fit error {result['error_mm']:.2f} mm)"
+        self._note_trust(result)
         return self.obj
+
+    def _note_trust(self, result) -> None:
+        note = trust_note(result.get("trust"))
+        if note:
+            self.message += f"; {note}"
+            self.level = "WARNING"
+
+
+def trust_note(trust: dict | None) -> str:
+    """What a fit's trust report (``faceforge.model.trust``) tells a user, or "" when the scan
+    lies inside the model's space (or the model has no calibrated limits)."""
+    if not trust or trust.get("trusted", True):
+        return ""
+    parts = [f"{row['region']} {row['ratio_to_limit']:.1f}x" for row in trust.get("outside_regions", [])[:3]]
+    if trust.get("identity_unlikely"):
+        parts.append("an unlikely identity")
+    return "outside the model's space (" + ", ".join(parts) + "): check the fit before using it"
 
 
 class ApplyToSelected(Job):
@@ -237,6 +255,10 @@ class ApplyToSelected(Job):
         if beside:
             shown = ", ".join(beside[:4]) + (f" and {len(beside) - 4} more" if len(beside) > 4 else "")
             self.message += f"; beside your own keys: {shown}"
+        note = trust_note(result.get("trust"))
+        if note:
+            self.message += f"; {note}"
+            self.level = "WARNING"
         return self.obj
 
 

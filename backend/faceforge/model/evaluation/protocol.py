@@ -26,6 +26,7 @@ from faceforge.model.evaluation.metrics import (
     training_codes,
 )
 from faceforge.model.evaluation.plots import plot_error_maps, plot_kde
+from faceforge.model.evaluation.summary import METHODS, REGIONS, fitting_summary, ood_summary
 from faceforge.model.face_model import FaceModel
 from faceforge.outputs import write_atomic
 from faceforge.progress import ProgressCallback, report
@@ -43,13 +44,8 @@ __all__ = [
     "held_out_faces",
 ]
 
-METHODS = ("babyfm_pca", "tensor_pca", "bilinear", "bilinear_flow")
-"""Rows of the fitting table: (a) BabyFM-style PCA, (b) tensor PCA, (c) bilinear, (d) BabyFlow."""
-
 PRIOR_GRID = (1e-4, 1e-3, 1e-2, 5e-2, 2e-1)
 """Candidate prior weights ``gamma2`` (``gamma1 = 1 - gamma2``), chosen per method on validation."""
-
-REGIONS = ("mouth", "eyes", "nose")
 
 PAPER = {"babyflow_mm": 0.928, "babyfm_mm": 1.567, "ratio": 0.59}
 """BabyFlow's reported test errors (Sec. 2.3): 0.928 +- 0.142 mm vs BabyFM's 1.567 +- 0.384 mm."""
@@ -188,8 +184,10 @@ def _fit_errors(
     faces: HeldOutFaces,
     prior_weight: float,
     step: ProgressCallback,
+    trust: list | None = None,
 ) -> np.ndarray:
-    """``(M, V)`` per-vertex errors (mm) of one method on held-out faces."""
+    """``(M, V)`` per-vertex errors (mm) of one method on held-out faces; the bilinear methods
+    append each fit's trust report (:mod:`faceforge.model.trust`) to ``trust`` if given."""
     from faceforge.model.fitting import fit_scan
 
     out = np.empty((len(faces), faces.scans.shape[1]))
@@ -201,6 +199,8 @@ def _fit_errors(
                 models["bilinear"], scan, use_flows=method == "bilinear_flow", prior_weight=prior_weight
             )
             out[i] = fit.per_vertex_error_mm
+            if trust is not None:
+                trust.append(fit.trust)
         step(f"{method} gamma2={prior_weight:g}")
     return out
 
@@ -262,49 +262,6 @@ def _sample_quality(
     return out
 
 
-def fitting_summary(per_vertex: dict[str, np.ndarray], regions: dict[str, np.ndarray], models: dict) -> dict:
-    """The fitting rows of one population from per-vertex test errors.
-
-    Args:
-        per_vertex: method -> ``(M, V)`` per-vertex errors (mm) on the M test faces.
-        regions: the dataset's region -> vertex indices (mouth, eyes, nose are reported).
-        models: ``babyfm_pca``, ``tensor_pca`` (:class:`LinearPCAModel`) and ``bilinear`` (FaceModel).
-
-    Returns:
-        ``ranks``, ``fit_error_mm`` (mean over faces of the mean over vertices), ``fit_error_std_mm``
-        (over faces), ``per_face_error_mm``, ``ratio_flow_vs_pca``, ``ratio_flow_vs_tensor_pca``,
-        ``ratio_bilinear_vs_pca`` and ``per_region_mm``.
-    """
-    per_face = {m: per_vertex[m].mean(axis=1) for m in METHODS}
-    fit_error = {m: float(per_face[m].mean()) for m in METHODS}
-    babyfm, tensor_pca = models["babyfm_pca"], models["tensor_pca"]
-    r_id, r_ex = models["bilinear"].rank_identity, models["bilinear"].rank_expression
-    return {
-        "ranks": {
-            "rank_identity": r_id,
-            "rank_expression": r_ex,
-            "bilinear_total": r_id + r_ex,
-            "babyfm_pca": babyfm.n_components,
-            "tensor_pca": tensor_pca.n_components,
-            "babyfm_pca_train_faces": babyfm.n_train,
-            "tensor_pca_train_faces": tensor_pca.n_train,
-            "babyfm_pca_variance_kept": babyfm.explained,
-            "tensor_pca_variance_kept": tensor_pca.explained,
-        },
-        "fit_error_mm": fit_error,
-        "fit_error_std_mm": {m: float(per_face[m].std()) for m in METHODS},
-        "per_face_error_mm": {m: [float(v) for v in per_face[m]] for m in METHODS},
-        "ratio_flow_vs_pca": fit_error["bilinear_flow"] / fit_error["babyfm_pca"],
-        "ratio_flow_vs_tensor_pca": fit_error["bilinear_flow"] / fit_error["tensor_pca"],
-        "ratio_bilinear_vs_pca": fit_error["bilinear"] / fit_error["babyfm_pca"],
-        "per_region_mm": {
-            region: {m: float(per_vertex[m][:, regions[region]].mean()) for m in METHODS}
-            for region in REGIONS
-            if region in regions
-        },
-    }
-
-
 def _population_identities(
     dataset: FaceDataset, population: str, settings: _Settings, seed: int, notes: list[str]
 ) -> dict:
@@ -332,7 +289,12 @@ def _population_identities(
     if len(val_ids) > settings.max_val_identities:
         rng = np.random.default_rng([seed, 11])
         select_ids = np.sort(rng.choice(val_ids, size=settings.max_val_identities, replace=False))
-    return {"train": train_ids, "val": val_ids, "test": test_ids, "select": select_ids}
+    ood_ids = (
+        population_split(dataset, population, "ood_test")
+        if "ood_test" in dataset.splits
+        else np.zeros(0, dtype=np.int64)
+    )
+    return {"train": train_ids, "val": val_ids, "test": test_ids, "select": select_ids, "ood_test": ood_ids}
 
 
 def _population_model(
@@ -437,8 +399,14 @@ def evaluate_population(
     per_identity, apex = settings.faces_per_identity, settings.clip_apex_per_identity
     val = held_out_faces(dataset, ids["select"], per_identity, apex, seed=seed)
     test = held_out_faces(dataset, ids["test"], per_identity, apex, seed=seed)
+    ood = (
+        held_out_faces(dataset, ids["ood_test"], per_identity, apex, seed=seed)
+        if len(ids["ood_test"])
+        else None
+    )
     grid = settings.prior_grid
-    n_steps = 1 + len(grid) * len(METHODS) * len(val) + len(METHODS) * len(test) + 2
+    n_ood = 0 if ood is None else len(ood)
+    n_steps = 1 + len(grid) * len(METHODS) * len(val) + len(METHODS) * (len(test) + n_ood) + 2
     done = 0
 
     def step(message: str) -> None:
@@ -460,7 +428,20 @@ def evaluate_population(
         "bilinear": model,
     }
     chosen, selection = _choose_priors(models, val, grid, step, notes)
-    per_vertex = {m: _fit_errors(m, models, test, chosen[m], step) for m in METHODS}
+    trust: dict[str, list] = {"test": [], "ood_test": []}
+    per_vertex = {
+        m: _fit_errors(m, models, test, chosen[m], step, trust["test"] if m == "bilinear_flow" else None)
+        for m in METHODS
+    }
+    out_of_distribution = None
+    if ood is not None:
+        per_vertex_ood = {
+            m: _fit_errors(
+                m, models, ood, chosen[m], step, trust["ood_test"] if m == "bilinear_flow" else None
+            )
+            for m in METHODS
+        }
+        out_of_distribution = ood_summary(per_vertex, per_vertex_ood, dataset.regions, trust, ood.identities)
     gaussianity, plots = _latent_and_plots(model, dataset, codes, per_vertex, population, out_dir)
     step("latent Gaussianity")
     samples = _sample_quality(model, dataset, ids["train"], test, settings.n_samples, seed)
@@ -470,6 +451,7 @@ def evaluate_population(
         "population": population,
         **_identity_counts(ids, val, test),
         **fitting_summary(per_vertex, dataset.regions, models),
+        "out_of_distribution": out_of_distribution,
         "prior_weights": chosen,
         "prior_selection_val_mm": selection,
         "latent_gaussianity": gaussianity,

@@ -38,13 +38,14 @@ def _fitting_table(results: dict, populations: list[str]) -> list[str]:
     label = _LABEL
     lines = ["#### Fitting error on held-out identities (mm; mean ± std over faces)", ""]
     lines += [
-        "| population | method | components | γ2 | error (mm) | mouth | eyes | nose | vs BabyFM-style |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| population | method | components | γ2 | test error (mm) | mouth | eyes | nose | vs BabyFM-style "
+        "| out-of-distribution error (mm) | OOD / test |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in populations:
         r = results[p]
         if r.get("skipped"):
-            lines.append(f"| {label[p]} | skipped: {r.get('note', '')} | | | | | | | |")
+            lines.append(f"| {label[p]} | skipped: {r.get('note', '')} | | | | | | | | | |")
             continue
         ranks = r["ranks"]
         comps = {
@@ -60,12 +61,13 @@ def _fitting_table(results: dict, populations: list[str]) -> list[str]:
                 f"| {label[p]} | {METHOD_LABELS[m]} | {comps[m]} | {r['prior_weights'][m]:g} | "
                 f"{r['fit_error_mm'][m]:.3f} ± {r['fit_error_std_mm'][m]:.3f} | "
                 + " | ".join("–" if v is None else f"{v:.3f}" for v in regions)
-                + f" | {ratio:.2f} |"
+                + f" | {ratio:.2f} | "
+                + _ood_cells(r.get("out_of_distribution"), m)
             )
     paper = results.get("paper", PAPER)
     lines.append(
         f"| paper (real infant scans) | BabyFM → BabyFlow | | | "
-        f"{paper['babyfm_mm']:.3f} → {paper['babyflow_mm']:.3f} | | | | {paper['ratio']:.2f} |"
+        f"{paper['babyfm_mm']:.3f} → {paper['babyflow_mm']:.3f} | | | | {paper['ratio']:.2f} | | |"
     )
     lines.append("")
     for p in populations:
@@ -79,9 +81,28 @@ def _fitting_table(results: dict, populations: list[str]) -> list[str]:
             f"**{r['ratio_flow_vs_pca']:.2f}** (paper {paper['ratio']:.2f}), / tensor PCA = "
             f"**{r['ratio_flow_vs_tensor_pca']:.2f}**."
         )
+        ood = r.get("out_of_distribution")
+        if ood:
+            ll, flagged = ood["identity_log_likelihood"], ood["flagged_outside"]
+            lines.append(
+                f"  - out of distribution: {ood['n_faces']} faces of {ood['n_identities']} `ood_test` "
+                f"identities (artist sampler); identity log-likelihood of the fitted codes "
+                f"{ll['test']['mean']:.1f} (test) vs {ll['ood_test']['mean']:.1f} nats (OOD); "
+                "fits flagged outside the model's space: "
+                f"{_pct(flagged['test'])} of test faces, {_pct(flagged['ood_test'])} of OOD faces."
+            )
         for note in r.get("notes", []):
             lines.append(f"  - note: {note}")
     return lines
+
+
+def _ood_cells(ood: dict | None, method: str) -> str:
+    if not ood:
+        return "– | – |"
+    return (
+        f"{ood['fit_error_mm'][method]:.3f} ± {ood['fit_error_std_mm'][method]:.3f} | "
+        f"{ood['ratio_ood_vs_test'][method]:.2f} |"
+    )
 
 
 def _gaussianity_table(results: dict, populations: list[str]) -> list[str]:

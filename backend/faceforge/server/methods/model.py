@@ -190,6 +190,7 @@ def fit_scan(
         "rotation": result.rotation.astype(np.float32),
         "translation": result.translation.astype(np.float32),
         "error_mm": result.error_mm,
+        "trust": result.trust,
     }
     if result.z_id is not None:
         out["z_id"] = result.z_id.astype(np.float32)
@@ -302,7 +303,6 @@ def face(
                 result.update(meta)
                 result.update(arrays)
     return result
-
 
 
 def _one_identity(model, z_id: np.ndarray):  # noqa: ANN001, ANN202
@@ -422,6 +422,7 @@ def rig_scan(
         "z_id": np.asarray(z_id, dtype=np.float32).reshape(1, -1),
         "w_id": result.fit.w_id.astype(np.float32).reshape(1, -1),
         "error_mm": result.fit.error_mm,
+        "trust": result.fit.trust,
     }
 
 
