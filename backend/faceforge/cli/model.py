@@ -174,15 +174,16 @@ def trust_lines(trust: dict | None) -> list[str]:
         return [*lines, trust.get("note", "")]
     lines.append(
         f"identity log-likelihood {trust['identity_log_prob']:.1f} nats "
-        f"(limit {limits['identity_log_prob']:.1f}: the 5th percentile of held-out faces)"
+        f"(limit {limits['identity_log_prob']:.1f}: the "
+        f"{100 * limits.get('false_alarm', 0.05):g}th percentile of held-out faces)"
     )
     for row in trust["outside_regions"]:
         lines.append(
             f"outside the model's space: {row['region']} {row['error_mm']:.2f} mm, "
-            f"{row['ratio_to_limit']:.1f}x the held-out faces' 95th percentile"
+            f"{row['ratio_to_limit']:.1f}x its limit from held-out faces"
         )
     if trust["identity_unlikely"]:
-        lines.append("outside the model's space: the identity is less likely than 95% of held-out faces")
+        lines.append("outside the model's space: the identity is less likely than almost every held-out face")
     if trust["trusted"]:
         lines.append("the scan lies inside the model's space")
     return lines
