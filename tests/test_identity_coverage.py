@@ -272,3 +272,18 @@ def test_eval_coverage_compares_test_and_out_of_distribution_fits(
     assert ratio == pytest.approx(result["ood_test"]["all_mm"]["mean"] / result["test"]["all_mm"]["mean"])
     assert main(args) == 0
     assert "out-of-distribution / test" in capsys.readouterr().out
+
+
+def test_eval_reach_leaves_each_age_band_out(small_dataset_dir, capsys):
+    import json
+
+    from faceforge.cli import main
+
+    assert main(["eval", "reach", "--data", str(small_dataset_dir), "--rank", "10", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    infant = result["bands"]["infant"]
+    assert infant["n_held_out"] >= 1 and infant["n_train_left_out"] >= 2
+    # Infants project worse onto a space that never saw an infant than onto one that did.
+    assert infant["left_out_mm"] > 1.2 * infant["seen_mm"]
+    for row in result["bands"].values():
+        assert row["ratio"] == pytest.approx(row["left_out_mm"] / row["seen_mm"])

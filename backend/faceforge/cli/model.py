@@ -218,6 +218,21 @@ def _cmd_eval_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_reach(args: argparse.Namespace) -> int:
+    from faceforge.data.build import load_built_dataset
+    from faceforge.model.evaluation.reach import format_reach, leave_one_band_out
+    from faceforge.progress import TerminalProgress
+
+    directory = _ensure_dataset(args.data, args.small, args.quiet or args.json)
+    bar = TerminalProgress("faceforge eval reach", enabled=not (args.quiet or args.json))
+    try:
+        result = leave_one_band_out(load_built_dataset(directory), rank_identity=args.rank, progress=bar)
+    finally:
+        bar.close()
+    _print(result, args.json, format_reach(result))
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the model command group to ``faceforge``'s subcommands."""
     model = commands.add_parser("model", help="build and inspect BabyFlow face models").add_subparsers(
@@ -296,3 +311,13 @@ def add_eval_command(evaluate: argparse._SubParsersAction) -> None:
     coverage.add_argument("--json", action="store_true")
     coverage.add_argument("--quiet", action="store_true")
     coverage.set_defaults(func=_cmd_eval_coverage)
+
+    reach = evaluate.add_parser(
+        "reach", help="leave-one-age-band-out projection errors of the identity space (minutes)"
+    )
+    reach.add_argument("--data", help="dataset directory (default: the cached anny dataset)")
+    reach.add_argument("--small", action="store_true", help="the small dataset")
+    reach.add_argument("--rank", type=int, default=60, help="identity rank (default: the default model's 60)")
+    reach.add_argument("--json", action="store_true")
+    reach.add_argument("--quiet", action="store_true")
+    reach.set_defaults(func=_cmd_eval_reach)
