@@ -239,6 +239,12 @@ def test_report_shows_the_results_not_constants():
                                    "to_mean_face_mm": {"mean": 7.0}, "edge_strain": {"mean": 0.0123},
                                    "flipped_fraction": {"mean": 0.01}}
                                for k in ("with_flows", "without_flows", "reference_test_faces")}},
+        "out_of_distribution": {
+            "n_faces": 6, "n_identities": 1, "fit_error_mm": dict.fromkeys(METHODS, 0.75),
+            "fit_error_std_mm": dict.fromkeys(METHODS, 0.0625),
+            "ratio_ood_vs_test": dict.fromkeys(METHODS, 1.5),
+            "identity_log_likelihood": {"test": {"mean": -12.5}, "ood_test": {"mean": -37.5}},
+        },
     }  # fmt: skip
     paper = {"babyflow_mm": 1.111, "babyfm_mm": 2.222, "ratio": 0.33}
     report = format_report(
@@ -247,6 +253,8 @@ def test_report_shows_the_results_not_constants():
     rows = {line.split(" | ")[1]: line for line in report.splitlines() if line.startswith("| all ages |")}
     assert "| 2.000 ± 0.125 | 1.234 | – | – | 1.00 |" in rows["BabyFM-style PCA (1 face / identity)"]
     assert "| 4 × 7 | 0.05 | 0.500 ± 0.125 | 1.234 | – | – | 0.25 |" in rows["bilinear + flows (BabyFlow)"]
+    assert rows["bilinear + flows (BabyFlow)"].endswith("| 0.750 ± 0.062 | 1.50 |")  # out of distribution
+    assert "6 faces of 1 `ood_test` identities" in report and "-12.5 (test) vs -37.5 nats" in report
     assert (
         "| 1.600 ± 0.125 |" in rows["PCA of the full id x expr tensor"]
         and "| 0.80 |" in rows["PCA of the full id x expr tensor"]
