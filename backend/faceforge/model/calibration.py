@@ -23,7 +23,8 @@ def calibrate_trust(model: FaceModel, dataset: FaceDataset, identities: np.ndarr
     (see :mod:`faceforge.model.trust` for how they are set).
 
     Fits the neutral face and one random expression of up to ``CALIBRATION_FACES / 2``
-    identities with :func:`faceforge.model.fitting.fit_scan`'s defaults without flows.
+    identities with :func:`faceforge.model.fitting.fit_scan`'s defaults (with flows, as a user
+    fits).
 
     Returns:
         ``{"region_error_mm": {region: limit}, "identity_log_prob": limit, "faces": n,
@@ -36,7 +37,7 @@ def calibrate_trust(model: FaceModel, dataset: FaceDataset, identities: np.ndarr
     log_probs = []
     for i in chosen:
         for e in (0, int(rng.integers(1, n_ex))):
-            fit = fit_scan(model, np.asarray(dataset.vertices[i, e], dtype=np.float64), use_flows=False)
+            fit = fit_scan(model, np.asarray(dataset.vertices[i, e], dtype=np.float64))
             for name, value in region_errors(model, fit.per_vertex_error_mm).items():
                 per_region.setdefault(name, []).append(value)
             log_probs.append(identity_log_prob(model, fit.w_id))
